@@ -1,0 +1,133 @@
+"""Language-model contexts: a prompt plus the tokens generated after it.
+
+An :class:`LMContext` is a small handle on an immutable token sequence. When a
+primitive samples or observes ``ctx.next_token()``, the handle moves to a new,
+longer sequence; the old one is never changed. Cloning a particle copies the
+handle (one pointer) and shares the sequence, so clones never copy model
+state. The language model's answers for the current prefix are memoised on
+the handle, so several distributions on the same prefix cost one request.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .distributions import NextToken, Token
+from .errors import ModelError
+
+
+class LMContext:
+    """``lm.context(prompt)``: a context on language model ``lm``.
+
+    - ``ctx.next_token()``: the next-token distribution ``p(. | prompt, tokens)``;
+    - ``ctx.next_token().where(constraint)``: the same, conditioned on a
+      token-level constraint;
+    - ``await ctx.observe_text(text)``: observe a whole string, token by token;
+    - ``ctx.text`` / ``ctx.token_ids``: what has been generated (prompt excluded);
+    - ``ctx.prefix_ids``: prompt and generated ids, as sent to the model.
+    """
+
+    def __init__(self, lm, prompt: str = "", *, prompt_ids: Sequence[int] | None = None):
+        self.lm = lm
+        self.prompt = prompt
+        ids = tuple(int(t) for t in (lm.prompt_ids(prompt) if prompt_ids is None else prompt_ids))
+        for t in ids:
+            if not 0 <= t < lm.vocab_size:
+                raise ValueError(f"prompt token id {t} is outside the vocabulary (size {lm.vocab_size})")
+        self._n_prompt = len(ids)
+        self._set(ids)
+
+    def _set(self, ids: tuple[int, ...]) -> None:
+        self._ids = ids
+        self._memo: np.ndarray | None = None
+        pin = getattr(self.lm, "pin", None)
+        self._pin = pin(ids) if pin is not None else None
+
+    # -- cloning: share the immutable sequence, never the handle -------------
+    def __deepcopy__(self, memo):
+        new = object.__new__(LMContext)
+        new.__dict__.update(self.__dict__)
+        memo[id(self)] = new
+        return new
+
+    def __copy__(self):
+        return self.__deepcopy__({})
+
+    # -- the sequence ---------------------------------------------------------
+    @property
+    def prefix_ids(self) -> tuple[int, ...]:
+        return self._ids
+
+    @property
+    def token_ids(self) -> list[int]:
+        return list(self._ids[self._n_prompt :])
+
+    @property
+    def tokens(self) -> list[Token]:
+        lm = self.lm
+        return [Token(t, lm.vocab[t], t == lm.eos_token_id) for t in self.token_ids]
+
+    @property
+    def text(self) -> str:
+        return self.lm.decode(self.token_ids)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the last generated token is EOS."""
+        return len(self._ids) > self._n_prompt and self._ids[-1] == self.lm.eos_token_id
+
+    def __len__(self) -> int:
+        return len(self._ids) - self._n_prompt
+
+    def _append(self, token_id: int) -> None:
+        if not 0 <= token_id < self.lm.vocab_size:
+            raise ModelError(
+                f"token id {token_id} is outside the vocabulary (size {self.lm.vocab_size})"
+            )
+        if self.finished:
+            raise ModelError(f"cannot extend a context that already ended with EOS: {self!r}")
+        self._set(self._ids + (token_id,))
+
+    async def _logprobs(self) -> np.ndarray:
+        """``log p(. | prefix)``, memoised for the current prefix."""
+        if self._memo is None:
+            ids = self._ids
+            lp = await self.lm.next_token_logprobs(ids)
+            if self._ids is ids:  # still the same prefix
+                self._memo = lp
+            return lp
+        return self._memo
+
+    # -- the language -----------------------------------------------------------
+    def next_token(self) -> NextToken:
+        """The next-token distribution of this context."""
+        if self.finished:
+            raise ModelError(f"context already ended with EOS, there is no next token: {self!r}")
+        return NextToken(self)
+
+    async def observe_text(self, text: str) -> float:
+        """Observe ``text``, one token after another (the model's own
+        tokenisation of ``text``): the weight is multiplied by
+        ``prod_i p(t_i | prefix, t_<i)``. All the token requests go to the model
+        in one batch. Returns the log-probability added."""
+        from .model import _current_particle  # the particle running this step
+
+        particle = _current_particle("ctx.observe_text()")
+        ids = self.lm.encode(text)
+        if not ids:
+            return 0.0
+        prefixes = [self._ids + tuple(ids[:i]) for i in range(len(ids))]
+        rows = await self.lm.next_token_logprobs_many(prefixes)
+        total = float(sum(float(row[t]) for row, t in zip(rows, ids)))
+        for t in ids:
+            self._append(int(t))
+        particle._add(total, f"ctx.observe_text({text!r})")
+        return total
+
+    def __repr__(self) -> str:
+        text = self.text
+        if len(text) > 60:
+            text = "..." + text[-57:]
+        return f"<LMContext {self.prompt!r} + {text!r}>"

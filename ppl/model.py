@@ -1,0 +1,217 @@
+"""Steering programs written as classes: subclass :class:`Model`.
+
+One call of ``step()`` applies one Feynman-Kac kernel ``M_t`` and potential
+``G_t``. The primitives change the particle's log weight ``log w``:
+
+=====================================  =========================================
+``x = await self.sample(p)``            ``x ~ p/|p|``;  ``log w += log |p|``
+``x = await self.sample(p, proposal=q)`` ``x ~ q/|q|``;  ``log w += log p(x) - log q(x) + log |q|``
+``await self.observe(p, x)``            ``log w += log p(x)``
+``self.condition(b)``                   ``log w += log 1[b]``
+``self.factor(l)``                      ``log w += l``
+``self.twist(l)``                       ``log w += l - l_prev`` (the previous twist is taken back)
+``self.finish()``                       the particle is done; the last twist is taken back
+=====================================  =========================================
+
+(``|p|`` is ``1`` for ordinary distributions and ``p(C)`` for a next-token
+distribution conditioned with ``.where(C)``.) Weights stay in log space; a
+particle whose weight reaches zero (``-inf``) is dead: its step stops at once
+and it is never stepped again. A NaN or ``+inf`` increment raises
+:class:`~ppl.errors.WeightError` naming the primitive.
+
+Cloning (for resampling and for the ``K`` children of SMC steering) copies the
+particle's attributes; language-model contexts copy only their handle and
+share their token sequence, and the language model itself is shared.
+Attributes named in ``shared_attributes`` are shared by reference, not copied.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from .context import LMContext
+from .errors import ModelError, WeightError
+
+_particle: contextvars.ContextVar[tuple["Model", np.random.Generator] | None] = (
+    contextvars.ContextVar("ppl_particle", default=None)
+)
+
+
+class ParticleDied(BaseException):
+    """Raised inside a step when the particle's weight becomes zero; the
+    runtime catches it and marks the particle dead. A ``BaseException`` so that
+    a program's own ``except Exception`` does not swallow it."""
+
+
+def _current_particle(primitive: str) -> "Model":
+    state = _particle.get()
+    if state is None:
+        raise ModelError(
+            f"{primitive} was called outside a running step: primitives only work "
+            "inside step() (or start()) while inference runs the program"
+        )
+    return state[0]
+
+
+def _current_rng(primitive: str) -> np.random.Generator:
+    state = _particle.get()
+    if state is None:
+        _current_particle(primitive)
+    return state[1]
+
+
+class Model:
+    """Base class of steering programs written as classes.
+
+    Subclass it, call ``super().__init__()``, and write ``async def step(self)``;
+    call ``self.finish()`` when the particle is complete. ``async def start(self)``,
+    if defined, runs once before the first step.
+    """
+
+    #: attribute names shared by reference between clones (e.g. a scoring model)
+    shared_attributes: tuple[str, ...] = ()
+
+    # Defaults that also cover a subclass that forgot super().__init__().
+    log_weight: float = 0.0
+    done: bool = False
+    dead: bool = False
+    _twist_amount: float = 0.0
+    _started: bool = False
+    _steps: int = 0
+
+    def __init__(self) -> None:
+        self.log_weight = 0.0
+        self.done = False
+        self.dead = False
+        self._twist_amount = 0.0
+        self._started = False
+        self._steps = 0
+
+    # -- what the user writes ------------------------------------------------
+    async def start(self) -> None:
+        """Runs once, before the first step. Override if needed."""
+
+    async def step(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define `async def step(self)`")
+
+    # -- primitives -------------------------------------------------------------
+    async def sample(self, dist, proposal=None) -> Any:
+        """Draw a value; see the module docstring for the weight."""
+        self._check_running("sample()")
+        rng = _current_rng("sample()")
+        if proposal is None:
+            log_mass = float(await dist.log_mass())
+            self._add(log_mass, f"sample({dist!r})")
+            value = await dist.sample(rng)
+        else:
+            log_mass_q = float(await proposal.log_mass())
+            if log_mass_q == -math.inf:
+                self._add(-math.inf, f"sample(..., proposal={proposal!r})")
+            value = await proposal.sample(rng)
+            log_p = float(await dist.log_prob(value))
+            log_q = float(await proposal.log_prob(value)) - log_mass_q
+            self._add(log_p - log_q, f"sample({dist!r}, proposal={proposal!r})")
+        dist._commit(value)
+        return value
+
+    async def observe(self, dist, value) -> float:
+        """Score ``value`` under ``dist``; returns the log-probability added."""
+        self._check_running("observe()")
+        log_p = float(await dist.log_prob(value))
+        self._add(log_p, f"observe({dist!r}, {value!r})")
+        dist._commit(value)
+        return log_p
+
+    def condition(self, ok) -> None:
+        """Keep the particle only if ``ok`` holds (weight times ``1[ok]``)."""
+        self._check_running("condition()")
+        if not ok:
+            self._add(-math.inf, "condition(False)")
+
+    def factor(self, log_w: float) -> None:
+        """Multiply the weight by ``exp(log_w)``."""
+        self._check_running("factor()")
+        self._add(float(log_w), f"factor({log_w!r})")
+
+    def twist(self, log_w: float) -> None:
+        """Add ``log_w`` to the log weight now and take back the previous twist:
+        intermediate targets change, the final target does not."""
+        self._check_running("twist()")
+        log_w = float(log_w)
+        if math.isnan(log_w) or log_w == math.inf:
+            raise WeightError(f"twist({log_w!r}) is not a valid log weight (NaN or +inf)")
+        previous, self._twist_amount = self._twist_amount, log_w
+        if previous == -math.inf:
+            return  # already dead; nothing to take back
+        self._add(log_w - previous, f"twist({log_w!r})")
+
+    def finish(self) -> None:
+        """Mark the particle complete; the last twist is taken back."""
+        self.done = True
+        previous, self._twist_amount = self._twist_amount, 0.0
+        if previous not in (0.0, -math.inf):
+            self._add(-previous, "finish() taking back the last twist")
+
+    # -- machinery --------------------------------------------------------------
+    def _check_running(self, primitive: str) -> None:
+        state = _particle.get()
+        if state is None or state[0] is not self:
+            raise ModelError(
+                f"{type(self).__name__}.{primitive} was called outside this particle's "
+                "running step: primitives only work inside step() (or start()) while "
+                "inference runs the program"
+            )
+
+    def _add(self, delta: float, primitive: str) -> None:
+        if math.isnan(delta) or delta == math.inf:
+            raise WeightError(
+                f"{primitive} produced a log weight of {delta!r} "
+                "(log weights must be finite or -inf)"
+            )
+        self.log_weight += delta
+        if self.log_weight == -math.inf:
+            raise ParticleDied(primitive)
+
+    def clone(self) -> "Model":
+        """A copy that shares language-model state (see the module docstring)."""
+        new = object.__new__(type(self))
+        shared = {k: v for k, v in self.__dict__.items() if k in self.shared_attributes}
+        rest = {k: v for k, v in self.__dict__.items() if k not in self.shared_attributes}
+        new.__dict__.update(copy.deepcopy(rest))
+        new.__dict__.update(shared)
+        return new
+
+    async def advance(self, rng: np.random.Generator) -> None:
+        """Run one step (preceded by ``start`` the first time) as this particle.
+        Used by the inference algorithms."""
+        token = _particle.set((self, rng))
+        try:
+            if not self._started:
+                self._started = True
+                await self.start()
+            if not self.done:
+                self._steps += 1
+                await self.step()
+        except ParticleDied:
+            self.dead = True
+            self.done = True
+            self.log_weight = -math.inf
+        finally:
+            _particle.reset(token)
+
+    def contexts(self) -> list[LMContext]:
+        """The language-model contexts held directly by this particle's attributes."""
+        return [v for v in self.__dict__.values() if isinstance(v, LMContext)]
+
+    def __str__(self) -> str:
+        contexts = self.contexts()
+        if len(contexts) == 1:
+            return contexts[0].text
+        public = {k: v for k, v in self.__dict__.items() if not k.startswith("_")
+                  and k not in ("log_weight", "done", "dead")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in public.items())})"

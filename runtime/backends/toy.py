@@ -1,0 +1,100 @@
+"""A language model given by a Python function, for exactly solvable tests.
+
+``ToyLM(vocab, next_probs, eos)`` has the tokens ``vocab`` (strings) and the
+next-token distribution ``p(. | prefix) = next_probs(prefix)``, a probability
+vector over ``vocab`` for a tuple of token ids. With a few tokens and short
+programs every string can be enumerated, so ``Z`` and the posterior of a
+steering program can be computed exactly and compared with SMC.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..lm import LanguageModel
+
+
+class ToyLM(LanguageModel):
+    """A language model from ``next_probs(prefix_ids) -> probabilities``.
+
+    ``eos`` names the end-of-sequence token, by its text or its id. Text is
+    tokenised greedily, longest token first; EOS never appears in text.
+    """
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        next_probs: Callable[[tuple[int, ...]], Sequence[float]],
+        eos: str | int = "<eos>",
+    ):
+        vocab = list(vocab)
+        if len(vocab) < 2:
+            raise ValueError(f"ToyLM needs at least two tokens (one is EOS), got {vocab!r}")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError(f"ToyLM vocabulary has repeated tokens: {vocab!r}")
+        if isinstance(eos, str):
+            if eos not in vocab:
+                raise ValueError(f"EOS token {eos!r} is not in the vocabulary {vocab!r}")
+            eos_id = vocab.index(eos)
+        else:
+            eos_id = int(eos)
+            if not 0 <= eos_id < len(vocab):
+                raise ValueError(f"EOS id {eos_id} is outside the vocabulary of {len(vocab)}")
+        if not callable(next_probs):
+            raise ValueError("next_probs must be a function from a tuple of token ids to probabilities")
+        for i, t in enumerate(vocab):
+            if i != eos_id and t == "":
+                raise ValueError(f"token {i} has empty text; only EOS may be empty")
+        self.vocab = vocab
+        self.eos_token_id = eos_id
+        self.vocab_bytes = [b"" if i == eos_id else t.encode("utf-8") for i, t in enumerate(vocab)]
+        self.next_probs = next_probs
+        self._by_length = sorted(
+            (i for i in range(len(vocab)) if i != eos_id), key=lambda i: -len(vocab[i])
+        )
+        self.calls = 0
+        self.rows = 0
+
+    def batch_next_token_logprobs(self, prefixes):
+        self.calls += 1
+        self.rows += len(prefixes)
+        return [self._logprobs(tuple(p)) for p in prefixes]
+
+    def _logprobs(self, prefix: tuple[int, ...]) -> np.ndarray:
+        p = np.asarray(self.next_probs(prefix), dtype=np.float64)
+        if p.shape != (self.vocab_size,):
+            raise ValueError(
+                f"next_probs{prefix} returned shape {p.shape}, expected ({self.vocab_size},)"
+            )
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > 1e-6:
+            raise ValueError(
+                f"next_probs{prefix} must return non-negative probabilities summing to 1, got {p}"
+            )
+        with np.errstate(divide="ignore"):
+            return np.log(p / p.sum())
+
+    def encode(self, text: str) -> list[int]:
+        ids, pos = [], 0
+        while pos < len(text):
+            for i in self._by_length:
+                if text.startswith(self.vocab[i], pos):
+                    ids.append(i)
+                    pos += len(self.vocab[i])
+                    break
+            else:
+                raise ValueError(
+                    f"cannot tokenise {text!r} at position {pos} ({text[pos:]!r}) "
+                    f"with the vocabulary {self.vocab!r}"
+                )
+        return ids
+
+    def decode(self, token_ids) -> str:
+        return "".join(self.vocab[t] for t in token_ids if t != self.eos_token_id)
+
+    def stats(self) -> dict:
+        return {"calls": self.calls, "rows": self.rows}
+
+    def __repr__(self) -> str:
+        return f"ToyLM({self.vocab!r}, eos={self.vocab[self.eos_token_id]!r})"

@@ -1,0 +1,100 @@
+"""The one result type every inference algorithm returns."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .resampling import logsumexp, normalise
+
+ALL_DIED = "all particles died"
+OK = "ok"
+
+
+@dataclass
+class InferenceResult:
+    """Weighted particles approximating the target ``P``, and how they were got.
+
+    - ``particles``: the final particles (program states);
+    - ``log_weights``: their log weights ``log w_i`` (float64, ``-inf`` = dead);
+    - ``weights``: normalised weights ``W_i = w_i / sum_j w_j`` (zeros if all died);
+    - ``log_Z``: ``log((1/N) sum_i w_i)``, the log of the unbiased estimate of
+      ``Z``; ``-inf`` when every particle died;
+    - ``ess``: effective sample size after each step, before any resampling;
+    - ``resampled_at``: the steps after which the population was resampled;
+    - ``status``: ``"ok"`` or ``"all particles died"``;
+    - ``stats``: the scheduler's and the language models' counters.
+    """
+
+    method: str
+    particles: list
+    log_weights: np.ndarray
+    ess: list[float] = field(default_factory=list)
+    resampled_at: list[int] = field(default_factory=list)
+    n_steps: int = 0
+    wall_time: float = 0.0
+    stats: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.log_weights = np.asarray(self.log_weights, dtype=np.float64)
+        self.weights = normalise(self.log_weights)
+        n = len(self.log_weights)
+        self.log_Z = logsumexp(self.log_weights) - math.log(n) if n else -math.inf
+        self.status = ALL_DIED if self.log_Z == -math.inf else OK
+
+    @property
+    def n_particles(self) -> int:
+        return len(self.particles)
+
+    def posterior(self, key: Callable[[Any], Any] = str) -> dict:
+        """Normalised weight summed by ``key(particle)`` (default: the
+        particle's string form), most probable first. Empty if all died."""
+        totals: dict = {}
+        for p, w in zip(self.particles, self.weights):
+            if w > 0:
+                k = key(p)
+                totals[k] = totals.get(k, 0.0) + float(w)
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def sample(self, k: int = 1, rng: np.random.Generator | None = None) -> list:
+        """``k`` particles drawn with replacement by their normalised weights."""
+        if self.status == ALL_DIED:
+            raise ValueError("cannot sample from a result whose particles all died")
+        rng = rng if rng is not None else np.random.default_rng()
+        return [self.particles[i] for i in rng.choice(len(self.particles), size=k, p=self.weights)]
+
+    def to_dict(self) -> dict:
+        def num(x: float):
+            return None if not math.isfinite(x) else float(x)
+
+        return {
+            "method": self.method,
+            "settings": self.settings,
+            "status": self.status,
+            "log_Z": num(self.log_Z),
+            "n_steps": self.n_steps,
+            "wall_time": self.wall_time,
+            "ess": [float(e) for e in self.ess],
+            "resampled_at": list(self.resampled_at),
+            "particles": [
+                {"value": str(p), "log_weight": num(lw), "weight": float(w)}
+                for p, lw, w in zip(self.particles, self.log_weights, self.weights)
+            ],
+            "posterior": {str(k): v for k, v in self.posterior().items()},
+            "stats": self.stats,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The result as strict JSON (``-inf`` log weights become ``null``)."""
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def __repr__(self) -> str:
+        return (
+            f"<InferenceResult {self.method} N={self.n_particles} steps={self.n_steps} "
+            f"log_Z={self.log_Z:.4f} status={self.status!r}>"
+        )

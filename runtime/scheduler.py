@@ -1,0 +1,150 @@
+"""Deterministic batching of language-model requests from concurrent particles.
+
+Each SMC iteration runs one coroutine per particle step. A coroutine that needs
+``log p(. | prefix)`` calls :meth:`Scheduler.request` and waits. The scheduler
+counts the coroutines that are still running; at the moment every one of them
+is waiting on the language model (or has finished), it sends all waiting
+requests to their model as **one** call of ``batch_next_token_logprobs``,
+identical prefixes computed once. There are no timers and no sleeps: which
+requests share a batch depends only on the programs, so a fixed seed gives a
+fixed result.
+
+If a batch raises, every request waiting on it receives the exception, so no
+coroutine is left waiting forever.
+
+The running scheduler is found through a ``contextvars.ContextVar``: tasks
+created by :meth:`Scheduler.gather` inherit it, and code outside an inference
+sees ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Sequence
+
+_current: contextvars.ContextVar["Scheduler | None"] = contextvars.ContextVar(
+    "ppl_scheduler", default=None
+)
+
+
+def current_scheduler() -> "Scheduler | None":
+    """The scheduler of the inference this code runs in, or ``None``."""
+    return _current.get()
+
+
+@dataclass
+class _Request:
+    lm: Any
+    prefix: tuple[int, ...]
+    future: asyncio.Future
+    task: asyncio.Task | None
+
+
+@dataclass
+class SchedulerStats:
+    """Counters of the batches a scheduler has sent."""
+
+    batches: int = 0
+    rows_requested: int = 0
+    rows_sent: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        sizes = self.batch_sizes
+        return {
+            "batches": self.batches,
+            "rows_requested": self.rows_requested,
+            "rows_sent": self.rows_sent,
+            "mean_rows_per_batch": (sum(sizes) / len(sizes)) if sizes else 0.0,
+            "max_rows_per_batch": max(sizes) if sizes else 0,
+        }
+
+
+class Scheduler:
+    """Runs particle coroutines together and batches their model requests."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Request] = []
+        self._running = 0
+        self.stats = SchedulerStats()
+        self.models: dict[int, object] = {}  # every model asked, for its counters
+
+    async def gather(self, coros: Sequence[Awaitable]) -> list:
+        """Run ``coros`` concurrently; return their results in order, with an
+        exception object in place of the result of any that raised."""
+        if not coros:
+            return []
+        token = _current.set(self)
+        try:
+            self._running += len(coros)
+            tasks = [asyncio.ensure_future(self._run_one(c)) for c in coros]
+        finally:
+            _current.reset(token)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_one(self, coro: Awaitable):
+        try:
+            return await coro
+        finally:
+            self._running -= 1
+            self._maybe_flush()
+
+    async def request(self, lm, prefix: tuple[int, ...]):
+        """Wait for ``log p(. | prefix)`` from ``lm``, answered in a batch."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(lm, prefix, future, asyncio.current_task()))
+        self.models.setdefault(id(lm), lm)
+        self._maybe_flush()
+        return await future
+
+    async def request_many(self, lm, prefixes: list[tuple[int, ...]]) -> list:
+        """Wait for ``log p(. | prefix)`` for every prefix, all in one batch."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        futures = [loop.create_future() for _ in prefixes]
+        self._pending.extend(_Request(lm, p, f, task) for p, f in zip(prefixes, futures))
+        self.models.setdefault(id(lm), lm)
+        self._maybe_flush()
+        return [await f for f in futures]
+
+    def _maybe_flush(self) -> None:
+        if not self._pending:
+            return
+        waiting_tasks = {id(r.task) for r in self._pending}
+        if len(waiting_tasks) >= self._running:
+            self.flush()
+
+    def flush(self) -> None:
+        """Answer every waiting request now: one batch per language model."""
+        pending, self._pending = self._pending, []
+        by_lm: dict[int, list[_Request]] = {}
+        for r in pending:
+            by_lm.setdefault(id(r.lm), []).append(r)
+        for requests in by_lm.values():
+            unique: dict[tuple[int, ...], int] = {}
+            for r in requests:
+                unique.setdefault(r.prefix, len(unique))
+            prefixes = list(unique)
+            try:
+                rows = requests[0].lm.batch_next_token_logprobs(prefixes)
+                if len(rows) != len(prefixes):
+                    raise RuntimeError(
+                        f"{type(requests[0].lm).__name__}.batch_next_token_logprobs "
+                        f"returned {len(rows)} rows for {len(prefixes)} prefixes"
+                    )
+            except BaseException as exc:  # every waiter must hear of it
+                for r in requests:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            self.stats.batches += 1
+            self.stats.rows_requested += len(requests)
+            self.stats.rows_sent += len(prefixes)
+            self.stats.batch_sizes.append(len(prefixes))
+            for r in requests:
+                if not r.future.done():
+                    r.future.set_result(rows[unique[r.prefix]])
