@@ -22,6 +22,8 @@ from .distributions import (
 )
 from .errors import InferenceError, ModelError, NestedEventLoopError, PPLError, WeightError
 from .model import Model
+from .primitives import condition, factor, observe, sample, twist
+from .program import ProgramModel, program
 from .runtime import InferenceResult, LanguageModel
 from .runtime.backends import ToyLM
 from .runtime.smc import importance_sampling, infer, smc_standard, smc_steer
@@ -39,6 +41,13 @@ __all__ = [
     "LMContext",
     "LanguageModel",
     "Model",
+    "ProgramModel",
+    "condition",
+    "factor",
+    "observe",
+    "program",
+    "sample",
+    "twist",
     "ModelError",
     "NestedEventLoopError",
     "NextToken",

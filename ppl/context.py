@@ -113,18 +113,18 @@ class LMContext:
         ``prod_i p(t_i | prefix, t_<i)``. All the token requests go to the model
         in one batch. Returns the log-probability added."""
         from .model import _current_particle  # the particle running this step
+        from .program import step_boundary
 
-        particle = _current_particle("ctx.observe_text()")
-        ids = self.lm.encode(text)
-        if not ids:
+        await step_boundary()
+        return await _current_particle("ctx.observe_text()")._observe_text(self, text)
+
+    async def _text_logprob(self, token_ids: Sequence[int]) -> float:
+        """``sum_i log p(t_i | prefix, t_<i)``, every prefix in one batch."""
+        if not token_ids:
             return 0.0
-        prefixes = [self._ids + tuple(ids[:i]) for i in range(len(ids))]
+        prefixes = [self._ids + tuple(token_ids[:i]) for i in range(len(token_ids))]
         rows = await self.lm.next_token_logprobs_many(prefixes)
-        total = float(sum(float(row[t]) for row, t in zip(rows, ids)))
-        for t in ids:
-            self._append(int(t))
-        particle._add(total, f"ctx.observe_text({text!r})")
-        return total
+        return float(sum(float(row[t]) for row, t in zip(rows, token_ids)))
 
     def __repr__(self) -> str:
         text = self.text

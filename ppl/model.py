@@ -127,6 +127,16 @@ class Model:
         dist._commit(value)
         return log_p
 
+    async def _observe_text(self, ctx: LMContext, text: str) -> float:
+        """``ctx.observe_text(text)`` on this particle (see :class:`LMContext`)."""
+        self._check_running("ctx.observe_text()")
+        ids = [int(t) for t in ctx.lm.encode(text)]
+        log_p = await ctx._text_logprob(ids)
+        for t in ids:
+            ctx._append(t)
+        self._add(log_p, f"ctx.observe_text({text!r})")
+        return log_p
+
     def condition(self, ok) -> None:
         """Keep the particle only if ``ok`` holds (weight times ``1[ok]``)."""
         self._check_running("condition()")
@@ -207,6 +217,10 @@ class Model:
     def contexts(self) -> list[LMContext]:
         """The language-model contexts held directly by this particle's attributes."""
         return [v for v in self.__dict__.values() if isinstance(v, LMContext)]
+
+    def result_key(self):
+        """What ``result.posterior()`` groups particles by: the string form."""
+        return str(self)
 
     def __str__(self) -> str:
         contexts = self.contexts()

@@ -15,6 +15,11 @@ ALL_DIED = "all particles died"
 OK = "ok"
 
 
+def _default_key(particle):
+    result_key = getattr(particle, "result_key", None)
+    return result_key() if callable(result_key) else str(particle)
+
+
 @dataclass
 class InferenceResult:
     """Weighted particles approximating the target ``P``, and how they were got.
@@ -51,13 +56,20 @@ class InferenceResult:
     def n_particles(self) -> int:
         return len(self.particles)
 
-    def posterior(self, key: Callable[[Any], Any] = str) -> dict:
-        """Normalised weight summed by ``key(particle)`` (default: the
-        particle's string form), most probable first. Empty if all died."""
+    def posterior(self, key: Callable[[Any], Any] | None = None) -> dict:
+        """Normalised weight summed by ``key(particle)``, most probable first;
+        empty if all died. The default key is the particle's ``result_key()``
+        (a program's return value, a class model's string form), or its
+        string form; unhashable keys are replaced by their ``repr``."""
+        key = key or _default_key
         totals: dict = {}
         for p, w in zip(self.particles, self.weights):
             if w > 0:
                 k = key(p)
+                try:
+                    hash(k)
+                except TypeError:
+                    k = repr(k)
                 totals[k] = totals.get(k, 0.0) + float(w)
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 

@@ -52,7 +52,7 @@ async def _advance_all(
     outcomes = await scheduler.gather([p.advance(rng) for p in particles])
     for p, outcome in zip(particles, outcomes):
         if isinstance(outcome, BaseException):
-            name = type(p).__name__
+            name = getattr(p, "program_name", None) or type(p).__name__
             raise InferenceError(
                 f"{name} raised {type(outcome).__name__} at step {step}: {outcome}",
                 model=name,

@@ -182,3 +182,72 @@ class Latent(ppl.Model):
 
 
 PROGRAMS = [Lipogram, LipogramProposal, TwistedLipogram, Scored, Rare, ObservedPrefix, Latent]
+
+
+# --- the same programs as decorated functions ---------------------------------
+
+
+@ppl.program
+async def lipogram_fn(lm):
+    ctx = lm.context("")
+    while True:
+        tok = await ppl.sample(ctx.next_token().where(LACKS_C))
+        if tok.is_eos or len(ctx) == MAX_LEN:
+            return ctx.text
+
+
+@ppl.program
+async def twisted_lipogram_fn(lm):
+    ctx = lm.context("")
+    while True:
+        tok = await ppl.sample(ctx.next_token().where(LACKS_C))
+        ppl.twist(-0.9 * ctx.text.count("b") + 0.4 * len(ctx.text))
+        if tok.is_eos or len(ctx) == MAX_LEN:
+            return ctx.text
+
+
+@ppl.program
+async def scored_fn(lm):
+    ctx = lm.context("")
+    while True:
+        tok = await ppl.sample(ctx.next_token())
+        ppl.factor(0.5 * (tok.text == "a"))
+        if tok.is_eos or len(ctx) == MAX_LEN:
+            text = ctx.text
+            ppl.condition("cc" not in text)
+            await ppl.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
+            return text
+
+
+@ppl.program
+async def observed_prefix_fn(lm):
+    ctx = lm.context("")
+    await ctx.observe_text("ab")
+    while True:
+        tok = await ppl.sample(ctx.next_token())
+        if tok.is_eos or len(ctx) == MAX_LEN:
+            return ctx.text
+
+
+@ppl.program
+async def latent_fn(lm):
+    ctx = lm.context("")
+    n = 1 + min(await ppl.sample(ppl.Geometric(0.5)), 2)
+    bonus = await ppl.sample(
+        ppl.Categorical([0.3, 0.7], values=[0, 1]),
+        proposal=ppl.Categorical([0.8, 0.2], values=[0, 1]),
+    )
+    ppl.factor(0.4 * bonus)
+    while True:
+        tok = await ppl.sample(ctx.next_token().where(LACKS_C))
+        if tok.is_eos or len(ctx) == n:
+            return (n, bonus, ctx.text)
+
+
+lipogram_fn.exact = Lipogram.exact
+twisted_lipogram_fn.exact = Lipogram.exact
+scored_fn.exact = Scored.exact
+observed_prefix_fn.exact = ObservedPrefix.exact
+latent_fn.exact = Latent.exact
+
+FUNCTION_PROGRAMS = [lipogram_fn, twisted_lipogram_fn, scored_fn, observed_prefix_fn, latent_fn]
