@@ -9,6 +9,7 @@ value; the posterior of the number of words close to the exact one (the full
 posterior has thousands of strings, so single strings are noisier).
 
 Run: python examples/toy_lipogram.py
+ or: ppl run examples/toy_lipogram.py --particles 64 --expand 3 --seed 0
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def next_probs(prefix):
         logits[VOCAB.index(".")] = 0.0
     p = np.exp(logits - logits.max())
     return p / p.sum()
+
+
+def make_lm():
+    """The toy model (``ppl run`` uses this instead of loading a transformer)."""
+    return ppl.ToyLM(VOCAB, next_probs, eos="<eos>")
 
 
 class Lipogram(ppl.Model):
@@ -66,7 +72,7 @@ def exact(lm):
 
 
 def main():
-    lm = ppl.ToyLM(VOCAB, next_probs, eos="<eos>")
+    lm = make_lm()
     result = ppl.infer(Lipogram(lm), method="steer", n_particles=256, expand=3, seed=0)
     Z, posterior = exact(lm)
     print(f"SMC steering, N=256, K=3: {result.n_steps} steps, status: {result.status}")

@@ -30,6 +30,17 @@ from .runtime.smc import importance_sampling, infer, smc_standard, smc_steer
 
 __version__ = "0.1.0"
 
+
+def load_lm(name_or_path=None, *, device=None, dtype=None, memory_budget_bytes=None):
+    """A :class:`~ppl.runtime.cached_transformer.CachedTransformer` for a
+    transformers model: the packaged default (SmolLM2-135M-Instruct) when
+    ``name_or_path`` is None, else a local folder, a ``.gguf`` file or a hub
+    model id. Imports torch and transformers on first use."""
+    from .runtime.backends.hf import load_lm as _load_lm
+
+    return _load_lm(name_or_path, device=device, dtype=dtype, memory_budget_bytes=memory_budget_bytes)
+
+
 __all__ = [
     "Bernoulli",
     "Categorical",
@@ -60,6 +71,7 @@ __all__ = [
     "importance_sampling",
     "infer",
     "lacks",
+    "load_lm",
     "smc_standard",
     "smc_steer",
     "token_predicate",

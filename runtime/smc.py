@@ -60,6 +60,25 @@ async def _advance_all(
             ) from outcome
 
 
+class _Observer:
+    """Reports each step to an optional ``observer(info)`` callable (progress
+    displays, loggers): the algorithms themselves never print."""
+
+    def __init__(self, observer, n_particles: int):
+        self.observer, self.n, self.particle_steps = observer, n_particles, 0
+
+    def __call__(self, step: int, stepped: int, particles, ess: float) -> None:
+        self.particle_steps += stepped
+        if self.observer is not None:
+            self.observer({
+                "step": step,
+                "n_particles": self.n,
+                "live": sum(not p.done for p in particles),
+                "ess": ess,
+                "particle_steps": self.particle_steps,
+            })
+
+
 def _stats(scheduler: Scheduler) -> dict:
     out = {"scheduler": scheduler.stats.as_dict()}
     for lm in scheduler.models.values():
@@ -81,7 +100,9 @@ def _result(method, particles, ess, resampled, step, t0, scheduler, settings):
     )
 
 
-async def smc_steer(model, n_particles: int, expand: int, *, seed=None) -> InferenceResult:
+async def smc_steer(
+    model, n_particles: int, expand: int, *, seed=None, observer=None
+) -> InferenceResult:
     """SMC steering (the seed's Algorithm 4), with ``N = n_particles`` and
     expansion factor ``K = expand``.
 
@@ -96,6 +117,7 @@ async def smc_steer(model, n_particles: int, expand: int, *, seed=None) -> Infer
     N = _positive_int(n_particles, "n_particles")
     K = _positive_int(expand, "expand")
     _check_model(model)
+    report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
     t0 = time.perf_counter()
@@ -128,6 +150,7 @@ async def smc_steer(model, n_particles: int, expand: int, *, seed=None) -> Infer
             resampled.append(step)
         else:
             particles = candidates
+        report(step, len(to_step), particles, ess_history[-1])
     return _result(
         "smc_steer", particles, ess_history, resampled, step, t0, scheduler,
         {"n_particles": N, "expand": K, "seed": seed},
@@ -141,6 +164,7 @@ async def smc_standard(
     resampling: str = "systematic",
     *,
     seed=None,
+    observer=None,
 ) -> InferenceResult:
     """Sequential Monte Carlo with adaptive resampling.
 
@@ -156,6 +180,7 @@ async def smc_standard(
     if not isinstance(ess_threshold, (int, float)) or not 0.0 <= ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
     _check_model(model)
+    report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
     t0 = time.perf_counter()
@@ -165,10 +190,12 @@ async def smc_standard(
     step = 0
     while not all(p.done for p in particles):
         step += 1
-        await _advance_all(scheduler, [p for p in particles if not p.done], rng, step)
+        live = [p for p in particles if not p.done]
+        await _advance_all(scheduler, live, rng, step)
         log_w = np.array([p.log_weight for p in particles])
         current_ess = effective_sample_size(log_w)
         ess_history.append(current_ess)
+        report(step, len(live), particles, current_ess)
         if current_ess == 0.0 or all(p.done for p in particles):
             continue
         if current_ess < ess_threshold * N:
@@ -190,11 +217,14 @@ async def smc_standard(
     )
 
 
-async def importance_sampling(model, n_particles: int, *, seed=None) -> InferenceResult:
+async def importance_sampling(
+    model, n_particles: int, *, seed=None, observer=None
+) -> InferenceResult:
     """``N`` independent runs of the program, never resampled:
     ``Z_hat = (1/N) sum_i prod_t G_t(particle i)``."""
     N = _positive_int(n_particles, "n_particles")
     _check_model(model)
+    report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
     t0 = time.perf_counter()
@@ -203,8 +233,10 @@ async def importance_sampling(model, n_particles: int, *, seed=None) -> Inferenc
     step = 0
     while not all(p.done for p in particles):
         step += 1
-        await _advance_all(scheduler, [p for p in particles if not p.done], rng, step)
+        live = [p for p in particles if not p.done]
+        await _advance_all(scheduler, live, rng, step)
         ess_history.append(effective_sample_size(np.array([p.log_weight for p in particles])))
+        report(step, len(live), particles, ess_history[-1])
     return _result(
         "importance_sampling", particles, ess_history, [], step, t0, scheduler,
         {"n_particles": N, "seed": seed},

@@ -1,0 +1,384 @@
+"""The ``ppl`` command line.
+
+::
+
+    ppl run PROGRAM [--arg NAME=VALUE ...] [--method steer|smc|is] [--particles N]
+            [--expand K] [--ess-threshold X] [--resampling NAME] [--seed S]
+            [--model NAME_OR_PATH] [--device D] [--dtype T] [--json OUT.json]
+            [--quiet] [--debug]
+    ppl models
+    ppl bench [ARGS ...]
+
+``PROGRAM`` is a Python file holding a ``@ppl.program`` function or a
+``ppl.Model`` subclass (``file.py:name`` picks one when there are several).
+A first parameter named ``lm`` receives the language model: the file's own
+``make_lm()`` if it defines one and ``--model`` is not given, else
+``ppl.load_lm(--model)`` (the default model when omitted). Other parameters
+come from ``--arg NAME=VALUE``, converted by their annotation or default.
+
+Exit status: 0 success, 1 the program or the run failed, 2 bad usage (a
+missing file, an unknown program name, a bad ``--arg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import PPLError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(PPLError):
+    """Bad command-line input (exit status 2)."""
+
+
+# -- finding and building the program ---------------------------------------------
+
+
+def _load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"ppl_user_program_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: not a Python file that can be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _programs_in(module) -> dict[str, Any]:
+    from .model import Model
+    from .program import ProgramModel
+
+    found = {}
+    for name, obj in vars(module).items():
+        if getattr(obj, "__ppl_program__", False):
+            found[name] = obj
+        elif (
+            inspect.isclass(obj)
+            and issubclass(obj, Model)
+            and obj not in (Model, ProgramModel)
+            and obj.__module__ == module.__name__
+        ):
+            found[name] = obj
+    return found
+
+
+def find_program(spec: str) -> tuple[Path, str, Any, Any]:
+    """``file.py`` or ``file.py:name`` -> (path, name, program, module)."""
+    path_text, _, name = spec.partition(":") if ":" in Path(spec).name else (spec, "", "")
+    path = Path(path_text)
+    if path.suffix == ".steer":
+        raise UsageError(
+            f"{path}: .steer programs need the steer DSL, which this version of ppl "
+            "does not include yet; write the program as a Python file"
+        )
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    if path.suffix != ".py":
+        raise UsageError(f"{path}: expected a Python file (.py) holding a steering program")
+    try:
+        module = _load_module(path)
+    except PPLError:
+        raise
+    except Exception as exc:
+        raise ProgramFailed(f"{path}: importing the file raised {type(exc).__name__}: {exc}") from exc
+    programs = _programs_in(module)
+    if not programs:
+        raise UsageError(
+            f"{path}: no steering program found (expected a @ppl.program function "
+            "or a ppl.Model subclass)"
+        )
+    if name:
+        if name not in programs:
+            raise UsageError(
+                f"{path}: no program named {name!r}; programs in the file: {', '.join(sorted(programs))}"
+            )
+        return path, name, programs[name], module
+    if len(programs) > 1:
+        raise UsageError(
+            f"{path}: several programs ({', '.join(sorted(programs))}); pick one with {path}:NAME"
+        )
+    ((name, program),) = programs.items()
+    return path, name, program, module
+
+
+class ProgramFailed(PPLError):
+    """The program or the run failed (exit status 1)."""
+
+
+def _signature(program) -> inspect.Signature:
+    if inspect.isclass(program):
+        return inspect.signature(program.__init__)
+    return inspect.signature(getattr(program, "__wrapped__", program))
+
+
+def _convert(name: str, text: str, param: inspect.Parameter) -> Any:
+    kind = param.annotation if param.annotation is not inspect.Parameter.empty else None
+    if isinstance(kind, str):  # postponed annotations
+        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind)
+    if kind is None and param.default is not inspect.Parameter.empty and param.default is not None:
+        kind = type(param.default)
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind in (int, float):
+            return kind(text)
+    except ValueError as exc:
+        raise UsageError(f"--arg {name}={text}: not a valid {kind.__name__} ({exc})") from None
+    return text
+
+
+def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict, bool]:
+    """Parse ``NAME=VALUE`` strings against the program's parameters.
+    Returns (positional, keyword, wants_lm)."""
+    params = [p for p in _signature(program).parameters.values() if p.name != "self"]
+    wants_lm = bool(params) and params[0].name == "lm"
+    by_name = {p.name: p for p in (params[1:] if wants_lm else params)}
+    kwargs: dict[str, Any] = {}
+    for item in raw_args:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--arg {item!r}: expected NAME=VALUE")
+        if key not in by_name:
+            raise UsageError(
+                f"--arg {key}: {name} has no parameter {key!r}; its parameters are: "
+                + (", ".join(by_name) or "(none)")
+            )
+        kwargs[key] = _convert(key, text, by_name[key])
+    missing = [
+        p.name for p in by_name.values()
+        if p.default is inspect.Parameter.empty and p.name not in kwargs
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if missing:
+        raise UsageError(f"{name} needs --arg for: {', '.join(missing)}")
+    return [], kwargs, wants_lm
+
+
+# -- progress and output -------------------------------------------------------------
+
+
+class Progress:
+    """One status line on stderr, rewritten after every step."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.t0, self.shown = stream, time.perf_counter(), False
+
+    def __call__(self, info: dict) -> None:
+        elapsed = time.perf_counter() - self.t0
+        rate = info.get("particle_steps", 0) / elapsed if elapsed > 0 else 0.0
+        self.stream.write(
+            f"\rstep {info['step']:4d} | live {info['live']:4d}/{info['n_particles']} | "
+            f"ESS {info['ess']:7.2f} | {rate:8.1f} particle-steps/s"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    text = repr(text) if isinstance(text, str) else repr(text)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_result(result, title: str) -> str:
+    lines = [title, ""]
+    post = result.posterior()
+    if post:
+        lines.append(f"{'P':>7}  result")
+        for key, p in list(post.items())[:20]:
+            lines.append(f"{p:7.4f}  {_shorten(key)}")
+        if len(post) > 20:
+            lines.append(f"         ... and {len(post) - 20} more distinct results")
+    else:
+        lines.append("no result: every particle died")
+    lines.append("")
+    log_z = "-inf" if result.log_Z == -math.inf else f"{result.log_Z:.4f}"
+    lines.append(f"log Z = {log_z}   status: {result.status}   steps: {result.n_steps}   "
+                 f"wall time: {result.wall_time:.2f} s")
+    ess = " ".join(f"{e:.1f}" for e in result.ess[:40])
+    lines.append(f"ESS per step: {ess}{' ...' if len(result.ess) > 40 else ''}")
+    if result.resampled_at:
+        lines.append(f"resampled after {len(result.resampled_at)} of {result.n_steps} steps")
+    for source, counters in result.stats.items():
+        shown = {k: v for k, v in counters.items() if not isinstance(v, (list, dict))}
+        text = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+        lines.append(f"{source}: {text}")
+    return "\n".join(lines)
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def _make_lm(args, module):
+    if args.model is None and callable(getattr(module, "make_lm", None)):
+        return module.make_lm()
+    from . import load_lm
+
+    try:
+        return load_lm(args.model, device=args.device, dtype=args.dtype)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except Exception as exc:
+        raise ProgramFailed(f"could not load the model {args.model or '(default)'}: {exc}") from exc
+
+
+def cmd_run(args) -> int:
+    from .runtime.smc import METHODS
+
+    path, name, program, module = find_program(args.program)
+    _, kwargs, wants_lm = build_arguments(program, name, args.arg)
+    lm = _make_lm(args, module) if wants_lm else None
+    try:
+        model = program(lm, **kwargs) if wants_lm else program(**kwargs)
+    except Exception as exc:
+        raise ProgramFailed(f"{path}: building {name} raised {type(exc).__name__}: {exc}") from exc
+    options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed}
+    if args.method == "steer":
+        options["expand"] = args.expand
+    elif args.method == "smc":
+        options.update(ess_threshold=args.ess_threshold, resampling=args.resampling)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    progress = Progress() if show_progress else None
+    import asyncio
+
+    try:
+        result = asyncio.run(METHODS[args.method](model, **options, observer=progress))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except PPLError as exc:
+        raise ProgramFailed(f"{path}: {exc}") from exc
+    finally:
+        if progress:
+            progress.close()
+    settings = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    lm_name = getattr(lm, "name", None) or (type(lm).__name__ if lm is not None else "no model")
+    print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})"))
+    if args.json:
+        Path(args.json).write_text(result.to_json(), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return EXIT_OK if result.status == "ok" else EXIT_FAILURE
+
+
+def cmd_models(args) -> int:
+    from .runtime.backends import hf
+
+    print(f"default model: {hf.DEFAULT_MODEL_NAME}")
+    try:
+        print(f"  packaged file: {hf.default_model_path()}")
+    except hf.ModelLoadError as exc:
+        print(f"  not installed: {exc}")
+    cache = hf.cache_dir() / "models"
+    print(f"  cache folder: {cache}")
+    if cache.is_dir():
+        for entry in sorted(cache.iterdir()):
+            if entry.is_dir() and not entry.name.startswith("."):
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                print(f"    {entry.name}  ({size / 1e6:.0f} MB)")
+    print("other models: --model PATH (a local transformers folder or .gguf file) or a hub model id")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    try:
+        bench = importlib.import_module("bench.runtime")
+    except ModuleNotFoundError:
+        raise UsageError(
+            "the runtime benchmark lives in the source tree (bench/runtime.py); "
+            "run `ppl bench` from the repository root"
+        ) from None
+    return int(bench.main(args.bench_args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppl", description="Steer language models with sequential Monte Carlo."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a steering program", description=cmd_run.__doc__ or
+                         "Run a steering program and print its weighted results.")
+    run.add_argument("program", metavar="PROGRAM", help="FILE.py or FILE.py:NAME")
+    run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                     help="a program argument (repeatable)")
+    run.add_argument("--method", choices=["steer", "smc", "is"], default="steer",
+                     help="SMC steering, standard SMC or importance sampling (default: steer)")
+    run.add_argument("--particles", type=int, default=16, metavar="N", help="number of particles (16)")
+    run.add_argument("--expand", type=int, default=3, metavar="K", help="expansion factor for steer (3)")
+    run.add_argument("--ess-threshold", type=float, default=0.5, metavar="X",
+                     help="resample when ESS < X*N, for smc (0.5)")
+    run.add_argument("--resampling", default="systematic", metavar="NAME",
+                     help="multinomial, stratified, systematic or residual, for smc")
+    run.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
+    run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                     help="language model (default: SmolLM2-135M-Instruct, packaged)")
+    run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
+    run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
+    run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--debug", action="store_true", help="show full tracebacks")
+    run.set_defaults(func=cmd_run)
+
+    models = sub.add_parser("models", help="list the default model and where it is cached")
+    models.add_argument("--debug", action="store_true", help="show full tracebacks")
+    models.set_defaults(func=cmd_models)
+
+    bench = sub.add_parser("bench", help="run the runtime benchmark (from the source tree)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for bench.runtime")
+    bench.add_argument("--debug", action="store_true", help="show full tracebacks")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        _report(args, exc, "usage error")
+        return EXIT_USAGE
+    except ProgramFailed as exc:
+        _report(args, exc, "error")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # anything else is a bug in ppl: say so plainly
+        _report(args, exc, "internal error")
+        return EXIT_FAILURE
+
+
+def _report(args, exc: BaseException, label: str) -> None:
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc)
+    message = str(exc)
+    cause = exc.__cause__
+    if cause is not None and not getattr(args, "debug", False) and str(cause) not in message:
+        message += f"\n  caused by {type(cause).__name__}: {cause}"
+    print(f"ppl: {label}: {message}", file=sys.stderr)
+    if not getattr(args, "debug", False) and label != "usage error":
+        print("(run with --debug for the full traceback)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
