@@ -5,7 +5,7 @@
     ppl run PROGRAM [--arg NAME=VALUE ...] [--method steer|smc|is] [--particles N]
             [--expand K] [--ess-threshold X] [--resampling NAME] [--seed S]
             [--model NAME_OR_PATH] [--device D] [--dtype T] [--json OUT.json]
-            [--quiet] [--debug]
+            [--html OUT.html] [--quiet] [--debug]
     ppl models
     ppl bench [ARGS ...]
 
@@ -253,6 +253,7 @@ def cmd_run(args) -> int:
     except Exception as exc:
         raise ProgramFailed(f"{path}: building {name} raised {type(exc).__name__}: {exc}") from exc
     options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed}
+    extra: dict[str, Any] = {"history": bool(args.html)}
     if args.method == "steer":
         options["expand"] = args.expand
     elif args.method == "smc":
@@ -262,7 +263,7 @@ def cmd_run(args) -> int:
     import asyncio
 
     try:
-        result = asyncio.run(METHODS[args.method](model, **options, observer=progress))
+        result = asyncio.run(METHODS[args.method](model, **options, **extra, observer=progress))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     except PPLError as exc:
@@ -273,9 +274,13 @@ def cmd_run(args) -> int:
     settings = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
     lm_name = getattr(lm, "name", None) or (type(lm).__name__ if lm is not None else "no model")
     print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})"))
-    if args.json:
-        Path(args.json).write_text(result.to_json(), encoding="utf-8")
-        print(f"wrote {args.json}")
+    for target, write in ((args.json, result.to_json), (args.html, result.to_html)):
+        if target:
+            try:
+                Path(target).write_text(write(), encoding="utf-8")
+            except OSError as exc:
+                raise ProgramFailed(f"could not write {target}: {exc}") from exc
+            print(f"wrote {target}")
     return EXIT_OK if result.status == "ok" else EXIT_FAILURE
 
 
@@ -334,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
     run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
     run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")
+    run.add_argument("--html", default=None, metavar="OUT.html",
+                     help="also write a self-contained page showing every step")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--debug", action="store_true", help="show full tracebacks")
     run.set_defaults(func=cmd_run)

@@ -32,7 +32,9 @@ class InferenceResult:
     - ``ess``: effective sample size after each step, before any resampling;
     - ``resampled_at``: the steps after which the population was resampled;
     - ``status``: ``"ok"`` or ``"all particles died"``;
-    - ``stats``: the scheduler's and the language models' counters.
+    - ``stats``: the scheduler's and the language models' counters;
+    - ``history``: per-step records when run with ``history=True`` (see
+      :mod:`ppl.runtime.history`), else ``None``.
     """
 
     method: str
@@ -44,6 +46,7 @@ class InferenceResult:
     wall_time: float = 0.0
     stats: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    history: list | None = None
 
     def __post_init__(self) -> None:
         self.log_weights = np.asarray(self.log_weights, dtype=np.float64)
@@ -99,7 +102,26 @@ class InferenceResult:
             ],
             "posterior": {str(k): v for k, v in self.posterior().items()},
             "stats": self.stats,
+            "history": self.history,
         }
+
+    def to_html(self, path=None) -> str:
+        """A self-contained HTML page of the run (no network needed): the final
+        posterior and, when the run recorded its history, every step's
+        particles, weights and resampling, and ESS and log Z over the steps.
+        Writes it to ``path`` when given; returns the HTML."""
+        from .html_report import render_html
+
+        page = render_html(self)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(page)
+        return page
+
+    def _repr_html_(self) -> str:
+        from .html_report import render_summary
+
+        return render_summary(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         """The result as strict JSON (``-inf`` log weights become ``null``)."""

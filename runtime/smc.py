@@ -25,6 +25,7 @@ from ppl.errors import InferenceError, NestedEventLoopError
 
 from .resampling import ess as effective_sample_size
 from .resampling import get_resampler, logsumexp, normalise, without_replacement
+from .history import HistoryRecorder
 from .result import InferenceResult
 from .scheduler import Scheduler
 
@@ -62,21 +63,49 @@ async def _advance_all(
 
 class _Observer:
     """Reports each step to an optional ``observer(info)`` callable (progress
-    displays, loggers): the algorithms themselves never print."""
+    displays, history recorders): the algorithms themselves never print.
+
+    ``info`` holds ``step``, ``n_particles``, ``live``, ``ess``,
+    ``particle_steps`` (cumulative), ``candidates`` (the particles after this
+    step's moves, before resampling), ``parents`` (for each candidate, its
+    index in the previous population), ``log_weights`` (the candidates' log
+    weights before resampling), ``kept`` (candidate indices forming the next
+    population, repeated where resampling duplicated) and ``kept_log_weights``.
+    """
 
     def __init__(self, observer, n_particles: int):
         self.observer, self.n, self.particle_steps = observer, n_particles, 0
 
-    def __call__(self, step: int, stepped: int, particles, ess: float) -> None:
+    def __call__(self, step, stepped, candidates, parents, log_w, kept, kept_log_w, ess) -> None:
         self.particle_steps += stepped
         if self.observer is not None:
             self.observer({
                 "step": step,
                 "n_particles": self.n,
-                "live": sum(not p.done for p in particles),
+                "live": sum(not candidates[i].done for i in kept),
                 "ess": ess,
                 "particle_steps": self.particle_steps,
+                "candidates": candidates,
+                "parents": parents,
+                "log_weights": log_w,
+                "kept": kept,
+                "kept_log_weights": kept_log_w,
             })
+
+
+def _observers(observer, history):
+    """Combine a user's observer with a history recorder (when asked for)."""
+    recorder = HistoryRecorder() if history else None
+    if recorder is None:
+        return observer, None
+    if observer is None:
+        return recorder, recorder
+
+    def both(info):
+        recorder(info)
+        observer(info)
+
+    return both, recorder
 
 
 def _stats(scheduler: Scheduler) -> dict:
@@ -86,8 +115,9 @@ def _stats(scheduler: Scheduler) -> dict:
     return out
 
 
-def _result(method, particles, ess, resampled, step, t0, scheduler, settings):
+def _result(method, particles, ess, resampled, step, t0, scheduler, settings, recorder=None):
     return InferenceResult(
+        history=recorder.steps if recorder is not None else None,
         method=method,
         particles=list(particles),
         log_weights=[p.log_weight for p in particles],
@@ -101,7 +131,7 @@ def _result(method, particles, ess, resampled, step, t0, scheduler, settings):
 
 
 async def smc_steer(
-    model, n_particles: int, expand: int, *, seed=None, observer=None
+    model, n_particles: int, expand: int, *, seed=None, observer=None, history: bool = False
 ) -> InferenceResult:
     """SMC steering (the seed's Algorithm 4), with ``N = n_particles`` and
     expansion factor ``K = expand``.
@@ -113,10 +143,15 @@ async def smc_steer(
     the ``N'`` candidates (no duplicates), and the loop repeats until every
     particle is finished. With ``K = 1`` nothing is ever discarded and the
     algorithm is importance sampling.
+
+    ``observer(info)`` is called after every step (see :class:`_Observer`);
+    ``history=True`` records every step's particles in ``result.history``
+    (for ``result.to_html``).
     """
     N = _positive_int(n_particles, "n_particles")
     K = _positive_int(expand, "expand")
     _check_model(model)
+    observer, recorder = _observers(observer, history)
     report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
@@ -128,17 +163,19 @@ async def smc_steer(
     while not all(p.done for p in particles):
         step += 1
         n_prime = sum(1 if p.done else K for p in particles)
-        candidates, to_step = [], []
-        for p in particles:
+        candidates, to_step, parents = [], [], []
+        for i, p in enumerate(particles):
             if p.done:
                 p.log_weight += math.log(n_prime / N)
                 candidates.append(p)
+                parents.append(i)
                 continue
             children = [p] + [p.clone() for _ in range(K - 1)]
             for c in children:
                 c.log_weight += math.log(n_prime / (K * N))
             candidates.extend(children)
             to_step.extend(children)
+            parents.extend([i] * K)
         await _advance_all(scheduler, to_step, rng, step)
         log_w = np.array([c.log_weight for c in candidates])
         ess_history.append(effective_sample_size(log_w))
@@ -148,12 +185,13 @@ async def smc_steer(
             for p, lw in zip(particles, new_log_w):
                 p.log_weight = float(lw)
             resampled.append(step)
+            kept = idx.tolist()
         else:
-            particles = candidates
-        report(step, len(to_step), particles, ess_history[-1])
+            particles, kept, new_log_w = candidates, list(range(len(candidates))), log_w
+        report(step, len(to_step), candidates, parents, log_w, kept, new_log_w, ess_history[-1])
     return _result(
         "smc_steer", particles, ess_history, resampled, step, t0, scheduler,
-        {"n_particles": N, "expand": K, "seed": seed},
+        {"n_particles": N, "expand": K, "seed": seed}, recorder,
     )
 
 
@@ -165,6 +203,7 @@ async def smc_standard(
     *,
     seed=None,
     observer=None,
+    history: bool = False,
 ) -> InferenceResult:
     """Sequential Monte Carlo with adaptive resampling.
 
@@ -180,6 +219,7 @@ async def smc_standard(
     if not isinstance(ess_threshold, (int, float)) or not 0.0 <= ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
     _check_model(model)
+    observer, recorder = _observers(observer, history)
     report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
@@ -195,35 +235,36 @@ async def smc_standard(
         log_w = np.array([p.log_weight for p in particles])
         current_ess = effective_sample_size(log_w)
         ess_history.append(current_ess)
-        report(step, len(live), particles, current_ess)
-        if current_ess == 0.0 or all(p.done for p in particles):
-            continue
-        if current_ess < ess_threshold * N:
+        candidates, kept = particles, list(range(N))
+        if current_ess > 0.0 and not all(p.done for p in particles) and current_ess < ess_threshold * N:
             log_mean = logsumexp(log_w) - math.log(N)
-            ancestors = resampler(normalise(log_w), N, rng)
+            kept = [int(a) for a in resampler(normalise(log_w), N, rng)]
             seen: set[int] = set()
             new = []
-            for a in ancestors:
-                a = int(a)
+            for a in kept:
                 new.append(particles[a] if a not in seen else particles[a].clone())
                 seen.add(a)
             particles = new
             for p in particles:
                 p.log_weight = log_mean
             resampled.append(step)
+        report(step, len(live), candidates, list(range(N)), log_w, kept,
+               np.array([p.log_weight for p in particles]), current_ess)
     return _result(
         "smc_standard", particles, ess_history, resampled, step, t0, scheduler,
         {"n_particles": N, "ess_threshold": ess_threshold, "resampling": resampling, "seed": seed},
+        recorder,
     )
 
 
 async def importance_sampling(
-    model, n_particles: int, *, seed=None, observer=None
+    model, n_particles: int, *, seed=None, observer=None, history: bool = False
 ) -> InferenceResult:
     """``N`` independent runs of the program, never resampled:
     ``Z_hat = (1/N) sum_i prod_t G_t(particle i)``."""
     N = _positive_int(n_particles, "n_particles")
     _check_model(model)
+    observer, recorder = _observers(observer, history)
     report = _Observer(observer, N)
     rng = np.random.default_rng(seed)
     scheduler = Scheduler()
@@ -235,11 +276,12 @@ async def importance_sampling(
         step += 1
         live = [p for p in particles if not p.done]
         await _advance_all(scheduler, live, rng, step)
-        ess_history.append(effective_sample_size(np.array([p.log_weight for p in particles])))
-        report(step, len(live), particles, ess_history[-1])
+        log_w = np.array([p.log_weight for p in particles])
+        ess_history.append(effective_sample_size(log_w))
+        report(step, len(live), particles, list(range(N)), log_w, list(range(N)), log_w, ess_history[-1])
     return _result(
         "importance_sampling", particles, ess_history, [], step, t0, scheduler,
-        {"n_particles": N, "seed": seed},
+        {"n_particles": N, "seed": seed}, recorder,
     )
 
 
