@@ -49,8 +49,8 @@ class Lipogram(ppl.Model):
         return self.ctx.text
 
     @staticmethod
-    def exact(lm):
-        return exact_target(lm, MAX_LEN, lambda s: 0.0 if C not in s else -math.inf)
+    def exact(lm, prompt_ids=()):
+        return exact_target(lm, MAX_LEN, lambda s: 0.0 if C not in s else -math.inf, prompt_ids=prompt_ids)
 
 
 class LipogramProposal(Lipogram):
@@ -96,14 +96,14 @@ class Scored(ppl.Model):
         return self.ctx.text
 
     @staticmethod
-    def exact(lm):
+    def exact(lm, prompt_ids=()):
         def log_g(s):
             text = _text(s)
             if "cc" in text:
                 return -math.inf
             return 0.5 * text.count("a") + math.log(0.7 if len(text) % 2 == 0 else 0.3)
 
-        return exact_target(lm, MAX_LEN, log_g)
+        return exact_target(lm, MAX_LEN, log_g, prompt_ids=prompt_ids)
 
 
 class Rare(Scored):
@@ -116,8 +116,8 @@ class Rare(Scored):
             self.finish()
 
     @staticmethod
-    def exact(lm):
-        return exact_target(lm, MAX_LEN, lambda s: 0.0 if _text(s).count("a") == 2 else -math.inf)
+    def exact(lm, prompt_ids=()):
+        return exact_target(lm, MAX_LEN, lambda s: 0.0 if _text(s).count("a") == 2 else -math.inf, prompt_ids=prompt_ids)
 
 
 class ObservedPrefix(ppl.Model):
@@ -139,8 +139,8 @@ class ObservedPrefix(ppl.Model):
         return self.ctx.text
 
     @staticmethod
-    def exact(lm):
-        return exact_target(lm, MAX_LEN, lambda s: 0.0 if s[:2] == (A, B) else -math.inf)
+    def exact(lm, prompt_ids=()):
+        return exact_target(lm, MAX_LEN, lambda s: 0.0 if s[:2] == (A, B) else -math.inf, prompt_ids=prompt_ids)
 
 
 class Latent(ppl.Model):
@@ -169,11 +169,11 @@ class Latent(ppl.Model):
         return (self.n, self.bonus, self.ctx.text)
 
     @staticmethod
-    def exact(lm):
+    def exact(lm, prompt_ids=()):
         Z, post = 0.0, {}
         for n, pn in ((1, 0.5), (2, 0.25), (3, 0.25)):
             for bonus, pb in ((0, 0.3), (1, 0.7)):
-                z, p = exact_target(lm, n, lambda s: 0.0 if C not in s else -math.inf)
+                z, p = exact_target(lm, n, lambda s: 0.0 if C not in s else -math.inf, prompt_ids=prompt_ids)
                 mass = pn * pb * math.exp(0.4 * bonus) * z
                 Z += mass
                 for text, q in p.items():

@@ -1,0 +1,53 @@
+"""Lipogram: continue a prompt without ever using the letter "e".
+
+What it shows: a token-level constraint (``ppl.lacks("e")``) applied as exact
+conditioning — each token is drawn from the model's next-token distribution
+restricted to tokens without "e", and the particle's weight is multiplied by
+the probability mass the model put on those tokens. SMC steering then keeps
+the continuations the model itself finds most natural under the constraint,
+instead of the ones that merely survived token-by-token masking.
+
+Good output: fluent continuations with no "e" anywhere, the most probable
+first; ``log Z`` (the log-probability, under the model, that an unconstrained
+continuation of this length would have no "e") is strongly negative.
+
+Run: ppl run examples/lipogram.py --particles 8 --expand 3 --seed 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ppl
+
+
+def no_e(lm) -> np.ndarray:
+    """Tokens without "e"/"E"; EOS stays allowed, other special tokens do not."""
+    mask = ppl.lacks("eE").mask(lm).copy()
+    for t in getattr(lm, "special_ids", ()):
+        mask[t] = t == lm.eos_token_id
+    return mask
+
+
+NO_E = ppl.TokenConstraint(no_e, 'lacks("e"), no special tokens')
+
+
+class Lipogram(ppl.Model):
+    """Up to ``n`` tokens without the letter "e", ending at EOS or a full stop."""
+
+    def __init__(self, lm, prompt: str = "My favorite writer is", n: int = 24):
+        super().__init__()
+        self.ctx = lm.context(prompt)
+        self.left = n
+
+    async def step(self):
+        tok = await self.sample(self.ctx.next_token().where(NO_E))
+        self.left -= 1
+        if tok.is_eos or self.left == 0 or tok.text.strip().endswith("."):
+            self.finish()
+
+
+if __name__ == "__main__":
+    from ppl.cli import main
+
+    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0"]))
