@@ -21,6 +21,7 @@ from .distributions import (
     Token,
 )
 from .errors import InferenceError, ModelError, NestedEventLoopError, PPLError, WeightError
+from .dsl import builtin, compile, load  # noqa: A004 - ppl.compile/ppl.load read .steer programs
 from .model import Model
 from .primitives import condition, factor, observe, sample, twist
 from .program import ProgramModel, program
@@ -52,6 +53,9 @@ __all__ = [
     "LMContext",
     "LanguageModel",
     "Model",
+    "builtin",
+    "compile",
+    "load",
     "ProgramModel",
     "condition",
     "factor",

@@ -2,18 +2,24 @@
 
 ::
 
-    ppl run PROGRAM [--arg NAME=VALUE ...] [--method steer|smc|is] [--particles N]
+    ppl run PROGRAM [--arg NAME=VALUE ...] [--import MODULE ...] [--max-steps N]
+            [--method steer|smc|is] [--particles N]
             [--expand K] [--ess-threshold X] [--resampling NAME] [--seed S]
             [--model NAME_OR_PATH] [--device D] [--dtype T] [--json OUT.json]
             [--html OUT.html] [--quiet] [--debug]
+    ppl check FILE.steer ...
     ppl models
     ppl bench [ARGS ...]
 
-``PROGRAM`` is a Python file holding a ``@ppl.program`` function or a
-``ppl.Model`` subclass (``file.py:name`` picks one when there are several).
+``PROGRAM`` is a ``.steer`` file, or a Python file holding a ``@ppl.program``
+function or a ``ppl.Model`` subclass (``file.py:name`` picks one when there
+are several). ``.steer`` programs are checked before they run; ``--import``
+loads Python modules (or ``.py`` files) that register ``@ppl.builtin``
+functions for them.
 A first parameter named ``lm`` receives the language model: the file's own
-``make_lm()`` if it defines one and ``--model`` is not given, else
-``ppl.load_lm(--model)`` (the default model when omitted). Other parameters
+``make_lm()`` if it defines one and ``--model`` is not given, ``make_lm()``
+of the Python file ``--model FILE.py``, else ``ppl.load_lm(--model)`` (the
+default model when omitted). Other parameters
 come from ``--arg NAME=VALUE``, converted by their annotation or default.
 
 Exit status: 0 success, 1 the program or the run failed, 2 bad usage (a
@@ -46,12 +52,24 @@ class UsageError(PPLError):
 
 
 def _load_module(path: Path):
-    spec = importlib.util.spec_from_file_location(f"ppl_user_program_{path.stem}", path)
+    """Import a Python file once per process (a second ``--import`` of the
+    same file must not register its builtins twice)."""
+    import hashlib
+
+    resolved = path.resolve()
+    name = f"ppl_user_{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise UsageError(f"{path}: not a Python file that can be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
     return module
 
 
@@ -73,19 +91,45 @@ def _programs_in(module) -> dict[str, Any]:
     return found
 
 
-def find_program(spec: str) -> tuple[Path, str, Any, Any]:
-    """``file.py`` or ``file.py:name`` -> (path, name, program, module)."""
+def _load_steer(path: Path, max_steps: int | None):
+    from .dsl import DEFAULT_MAX_STEPS, DSLError, load
+
+    try:
+        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS)
+    except DSLError as exc:
+        raise ProgramFailed(str(exc)) from None
+
+
+def import_extensions(names: list[str]) -> None:
+    """``--import``: modules by name, or ``.py`` files by path (for ``@ppl.builtin``)."""
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = Path(name)
+                if not path.is_file():
+                    raise UsageError(f"--import {name}: no such file")
+                _load_module(path)
+            else:
+                importlib.import_module(name)
+        except PPLError:
+            raise
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"--import {name}: {exc}") from None
+        except Exception as exc:
+            raise ProgramFailed(f"--import {name}: importing it raised {type(exc).__name__}: {exc}") from exc
+
+
+def find_program(spec: str, max_steps: int | None = None) -> tuple[Path, str, Any, Any]:
+    """``file.steer``, ``file.py`` or ``file.py:name`` -> (path, name, program, module)."""
     path_text, _, name = spec.partition(":") if ":" in Path(spec).name else (spec, "", "")
     path = Path(path_text)
-    if path.suffix == ".steer":
-        raise UsageError(
-            f"{path}: .steer programs need the steer DSL, which this version of ppl "
-            "does not include yet; write the program as a Python file"
-        )
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    if path.suffix == ".steer":
+        program = _load_steer(path, max_steps)
+        return path, program.name, program, None
     if path.suffix != ".py":
-        raise UsageError(f"{path}: expected a Python file (.py) holding a steering program")
+        raise UsageError(f"{path}: expected a .steer program or a Python file (.py) holding one")
     try:
         module = _load_module(path)
     except PPLError:
@@ -122,7 +166,15 @@ def _signature(program) -> inspect.Signature:
     return inspect.signature(getattr(program, "__wrapped__", program))
 
 
-def _convert(name: str, text: str, param: inspect.Parameter) -> Any:
+def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> Any:
+    convert = getattr(program, "convert_arg", None)
+    if convert is not None:  # .steer programs convert by their declared types
+        from .dsl import DSLError
+
+        try:
+            return convert(name, text)
+        except DSLError as exc:
+            raise UsageError(f"--arg {name}={text}: {exc}") from None
     kind = param.annotation if param.annotation is not inspect.Parameter.empty else None
     if isinstance(kind, str):  # postponed annotations
         kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind)
@@ -159,7 +211,7 @@ def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict
                 f"--arg {key}: {name} has no parameter {key!r}; its parameters are: "
                 + (", ".join(by_name) or "(none)")
             )
-        kwargs[key] = _convert(key, text, by_name[key])
+        kwargs[key] = _convert(key, text, by_name[key], program)
     missing = [
         p.name for p in by_name.values()
         if p.default is inspect.Parameter.empty and p.name not in kwargs
@@ -230,8 +282,16 @@ def format_result(result, title: str) -> str:
 
 
 def _make_lm(args, module):
-    if args.model is None and callable(getattr(module, "make_lm", None)):
+    if args.model is None and module is not None and callable(getattr(module, "make_lm", None)):
         return module.make_lm()
+    if args.model is not None and args.model.endswith(".py"):  # a file with make_lm()
+        path = Path(args.model)
+        if not path.is_file():
+            raise UsageError(f"--model {path}: no such file")
+        make = getattr(_load_module(path), "make_lm", None)
+        if not callable(make):
+            raise UsageError(f"--model {path}: the file defines no make_lm() function")
+        return make()
     from . import load_lm
 
     try:
@@ -245,11 +305,14 @@ def _make_lm(args, module):
 def cmd_run(args) -> int:
     from .runtime.smc import METHODS
 
-    path, name, program, module = find_program(args.program)
+    import_extensions(args.imports)
+    path, name, program, module = find_program(args.program, args.max_steps)
     _, kwargs, wants_lm = build_arguments(program, name, args.arg)
     lm = _make_lm(args, module) if wants_lm else None
     try:
         model = program(lm, **kwargs) if wants_lm else program(**kwargs)
+    except PPLError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     except Exception as exc:
         raise ProgramFailed(f"{path}: building {name} raised {type(exc).__name__}: {exc}") from exc
     options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed}
@@ -282,6 +345,30 @@ def cmd_run(args) -> int:
                 raise ProgramFailed(f"could not write {target}: {exc}") from exc
             print(f"wrote {target}")
     return EXIT_OK if result.status == "ok" else EXIT_FAILURE
+
+
+def cmd_check(args) -> int:
+    """Check ``.steer`` files; print every diagnostic; exit 1 if any."""
+    from .dsl import check_file
+
+    import_extensions(args.imports)
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if path.suffix != ".steer":
+            raise UsageError(f"{path}: ppl check reads .steer programs")
+        diagnostics = check_file(path)
+        for d in diagnostics:
+            print(d.format())
+        if diagnostics:
+            failed = True
+            n = len(diagnostics)
+            print(f"{n} error{'s' if n != 1 else ''} in {path}")
+        else:
+            print(f"{path}: ok")
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def cmd_models(args) -> int:
@@ -325,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("program", metavar="PROGRAM", help="FILE.py or FILE.py:NAME")
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                      help="a program argument (repeatable)")
+    run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                     help="a module or .py file registering @ppl.builtin functions (repeatable)")
+    run.add_argument("--max-steps", type=int, default=None, metavar="N",
+                     help="per-particle step limit for .steer programs (4096)")
     run.add_argument("--method", choices=["steer", "smc", "is"], default="steer",
                      help="SMC steering, standard SMC or importance sampling (default: steer)")
     run.add_argument("--particles", type=int, default=16, metavar="N", help="number of particles (16)")
@@ -335,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="multinomial, stratified, systematic or residual, for smc")
     run.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
     run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                     help="language model (default: SmolLM2-135M-Instruct, packaged)")
+                     help="language model: a transformers folder, .gguf file or hub id, or a .py "
+                          "file defining make_lm() (default: SmolLM2-135M-Instruct, packaged)")
     run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
     run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
     run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")
@@ -344,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--debug", action="store_true", help="show full tracebacks")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="check .steer programs without running them")
+    check.add_argument("files", nargs="+", metavar="FILE.steer")
+    check.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="a module or .py file registering @ppl.builtin functions (repeatable)")
+    check.add_argument("--debug", action="store_true", help="show full tracebacks")
+    check.set_defaults(func=cmd_check)
 
     models = sub.add_parser("models", help="list the default model and where it is cached")
     models.add_argument("--debug", action="store_true", help="show full tracebacks")

@@ -72,7 +72,7 @@ def test_other_methods(program_file, capsys, method):
     (["run", "{f}:Failing", "--arg", "strict=maybe"], "--arg strict=maybe: not a valid bool"),
     (["run", "{f}:lipogram", "--particles", "0"], "n_particles must be an integer >= 1"),
     (["run", "{f}:lipogram", "--method", "smc", "--resampling", "bogus"], "valid names are"),
-    (["run", "prog.steer"], "steer DSL"),
+    (["run", "prog.steer"], "prog.steer: no such file"),
 ])
 def test_usage_errors_exit_2(program_file, capsys, argv, message):
     argv = [a.replace("{f}", str(program_file)) for a in argv]
@@ -108,3 +108,72 @@ def test_models_lists_the_default(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "SmolLM2-135M-Instruct" in out and "cache folder" in out
+
+
+STEER = '''
+program lipo(n: int = 3):
+    ctx = lm("")
+    repeat n:
+        tok ~ ctx.next_token() where lacks("e")
+        if tok == EOS: break
+    return shout(ctx.text)
+'''
+
+EXTENSION = '''
+import ppl
+
+@ppl.builtin
+def shout(text: str) -> str:
+    return text.upper()
+'''
+
+
+@pytest.fixture(scope="session")
+def extension_file(tmp_path_factory):
+    """One file for the session: its builtin registers once per process (a
+    different file registering the same name again is an error)."""
+    path = tmp_path_factory.mktemp("ext") / "shout.py"
+    path.write_text(EXTENSION)
+    return path
+
+
+@pytest.fixture
+def steer_files(tmp_path, program_file, extension_file):
+    (tmp_path / "lipo.steer").write_text(STEER)
+    return tmp_path / "lipo.steer", extension_file
+
+
+def test_run_steer_program(steer_files, program_file, capsys):
+    steer, ext = steer_files
+    code = main(["run", str(steer), "--import", str(ext), "--model", str(program_file),
+                 "--arg", "n=2", "--particles", "4", "--seed", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "lipo on ToyLM: smc_steer" in out
+    table = out.split("result\n")[1].split("\n\n")[0]
+    results = [line.split(None, 1)[1].strip("'") for line in table.splitlines()]
+    assert results and all(set(r) <= {"A", "B"} for r in results), out
+
+
+def test_steer_errors(steer_files, program_file, capsys, tmp_path):
+    steer, ext = steer_files
+    # an unknown function is reported before running, exit 1
+    unknown = tmp_path / "unknown.steer"
+    unknown.write_text(STEER.replace("shout(", "whisper("))
+    assert main(["run", str(unknown), "--model", str(program_file)]) == 1
+    assert "unknown function 'whisper'" in capsys.readouterr().err
+    assert main(["run", str(steer), "--import", str(ext), "--model", str(program_file), "--arg", "n=two"]) == 2
+    assert "--arg n=two" in capsys.readouterr().err
+    assert main(["run", str(steer), "--import", "no_such_module_xyz"]) == 2
+    assert "--import no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_check_command(steer_files, capsys, tmp_path):
+    steer, ext = steer_files
+    assert main(["check", str(steer), "--import", str(ext)]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.steer"
+    bad.write_text("program p():\n    x = y\n    return x\n")
+    assert main(["check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:2:9: " in out and "1 error in" in out

@@ -1,0 +1,61 @@
+"""The steer language: ``.steer`` files as steering programs.
+
+::
+
+    program lipogram(prompt: str = "My favourite writer is", n: int = 30):
+        ctx = lm(prompt)
+        repeat n:
+            tok ~ ctx.next_token() where lacks("e")
+            if tok == EOS: finish
+        return ctx.text
+
+``load(path)`` / ``compile(source)`` check a program (every syntax and
+semantic error, each at ``FILE:LINE:COL``, raised together as one
+:class:`DSLError`) and return a factory used like a ``@ppl.program``
+function: ``factory(lm, **params)`` is a particle every inference routine
+accepts. ``check_source`` / ``check_file`` only report the diagnostics.
+
+A program can do only what the language and its builtins allow: no imports,
+no attribute access beyond ``ctx.next_token()``, ``ctx.text``,
+``ctx.tokens`` and a token's ``.text``/``.id``/``.is_eos``, no names starting
+with ``__``. Python code adds builtins with :func:`builtin`.
+
+The grammar is ``grammar/steer.lark``; the language reference is
+``docs/dsl.md``.
+"""
+
+from .builtins import BUILTINS, Builtin, Registry, builtin
+from .compiler import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_STEPS,
+    Param,
+    ProgramFactory,
+    SteerModel,
+    check_file,
+    check_source,
+    compile,
+    load,
+)
+from .errors import Diagnostic, DSLArgumentError, DSLError, DSLRuntimeError
+from .values import EOS
+
+__all__ = [
+    "BUILTINS",
+    "Builtin",
+    "DEFAULT_MAX_ITERATIONS",
+    "DEFAULT_MAX_STEPS",
+    "DSLArgumentError",
+    "DSLError",
+    "DSLRuntimeError",
+    "Diagnostic",
+    "EOS",
+    "Param",
+    "ProgramFactory",
+    "Registry",
+    "SteerModel",
+    "builtin",
+    "check_file",
+    "check_source",
+    "compile",
+    "load",
+]

@@ -1,0 +1,589 @@
+"""Semantic checks of a parsed ``.steer`` program, before anything runs.
+
+Reported, all in one pass, each at its place:
+
+- undefined names (with a "did you mean" when one is close; Python's own
+  builtins such as ``open`` or ``eval`` are named as such), names starting
+  with ``__``, assignment to a builtin or a parameter named like one;
+- calls: unknown functions, variables called as functions, functions used
+  as values, wrong number of arguments, argument types that are known and
+  wrong (``lacks(3)``), and errors of pure builtins on constant arguments
+  (``bernoulli(1.5)``);
+- attributes: anything but ``ctx.next_token()``, ``ctx.text``,
+  ``ctx.tokens``, ``tok.text``, ``tok.id``, ``tok.is_eos``;
+- operators on operands of known, incompatible types (``"a" - 1``), and
+  errors of constant expressions (``1 / 0``);
+- statements: ``x ~ 3`` (not a distribution), ``where`` on something other
+  than a next-token distribution, ``factor``/``twist`` of a non-number,
+  ``repeat`` of a non-int, ``for`` over an int, ``break``/``continue``
+  outside a loop, statements after ``finish``/``return``/``break`` that can
+  never run, a next-token distribution stored in a variable;
+- the header: parameter types (``str int float bool list``), defaults that are
+  constants of the declared type, duplicate parameters.
+
+Types are inferred where they are certain (literals, parameters, builtins'
+declared results, variables whose every assignment has the same type);
+everything else is ``any`` and is checked when the program runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from . import ast
+from .builtins import Builtin, Registry, describe_type
+from .errors import Diagnostic
+from .values import ATTRIBUTES, OpError, binop, compare, freeze, index, slice_, truth, unary
+
+PARAM_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "list": "list"}
+
+PYTHON_BUILTINS = frozenset(
+    "open eval exec compile print input getattr setattr delattr hasattr globals locals vars dir "
+    "type object help breakpoint isinstance issubclass iter next map filter zip enumerate sorted "
+    "reversed dict set tuple frozenset any all chr ord hex oct bin repr format id hash super "
+    "property staticmethod classmethod memoryview bytearray bytes slice divmod pow callable exit "
+    "quit None list bool os sys import exec".split()
+)
+
+NUM = frozenset({"int", "float", "number", "bool"})
+_NOCONST = object()
+
+
+def _join(a: str, b: str) -> str:
+    if a == b:
+        return a
+    if {a, b} <= {"int", "float", "number"}:
+        return "number"
+    return "any"
+
+
+def static_fits(t: str, spec: str) -> bool:
+    """Whether a value of static type ``t`` may fit ``spec`` (``any`` fits)."""
+    if t == "any" or spec == "any":
+        return True
+    parts = spec.split("|")
+    if "any" in parts or t in parts:
+        return True
+    if t == "int" and ("float" in parts or "number" in parts):
+        return True
+    if t == "number" and ("float" in parts or "int" in parts):
+        return True
+    if t == "float" and "number" in parts:
+        return True
+    if t == "nextdist" and "dist" in parts:
+        return True
+    return False
+
+
+def value_type(value: Any) -> str:
+    from .builtins import _value_type
+
+    return _value_type(value)
+
+
+class Checker:
+    """Walks a program once per type-inference round, then once reporting."""
+
+    def __init__(self, program: ast.Program, registry: Registry, filename: str,
+                 source_lines: list[str], suppressed: set[str] = frozenset()):
+        self.program = program
+        self.registry = registry
+        self.filename = filename
+        self.lines = source_lines
+        self.suppressed = set(suppressed)
+        self.diagnostics: list[Diagnostic] = []
+        self.report = False
+        self.params: dict[str, str] = {}
+        self.vars: dict[str, str] = {}
+
+    # -- reporting -------------------------------------------------------------------
+    def error(self, node_or_pos, message: str, column: int | None = None, end: int | None = None) -> None:
+        if not self.report:
+            return
+        if isinstance(node_or_pos, ast.Node):
+            line = node_or_pos.line
+            col = column if column is not None else node_or_pos.column
+            if end is None and node_or_pos.end_line == line and column is None:
+                end = node_or_pos.end_column
+        else:
+            line, col = node_or_pos
+        src = self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
+        self.diagnostics.append(Diagnostic(self.filename, line, col, message, src, end))
+
+    # -- entry -------------------------------------------------------------------------
+    def run(self) -> list[Diagnostic]:
+        self.check_params()
+        assigned = self.assigned_names()
+        self.vars = {name: "any" for name in assigned if name not in self.params}
+        for _ in range(3):  # infer variable types (quietly), to a fixpoint
+            types = self.assignment_types()
+            new = {}
+            for name in self.vars:
+                ts = types.get(name, [])
+                t = ts[0] if ts else "any"
+                for other in ts[1:]:
+                    t = _join(t, other)
+                new[name] = t
+            if new == self.vars:
+                break
+            self.vars = new
+        self.report = True
+        self.check_block(self.program.body, loops=0)
+        return self.diagnostics
+
+    # -- the header ----------------------------------------------------------------------
+    def check_params(self) -> None:
+        self.report = True
+        prog = self.program
+        if prog.name.startswith("__"):
+            self.error((prog.line, prog.name_column), "names starting with '__' are not allowed")
+        for p in prog.params:
+            if p.name in self.params:
+                self.error(p, f"duplicate parameter {p.name!r}", end=p.column + len(p.name))
+                continue
+            self.check_new_name(p.name, p, p.column, "parameter")
+            declared = None
+            if p.type is not None:
+                declared = PARAM_TYPES.get(p.type)
+                if declared is None:
+                    close = difflib.get_close_matches(p.type, list(PARAM_TYPES), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    self.error((p.line, p.type_column),
+                               f"unknown parameter type {p.type!r}: the types are str, int, float, bool and list{hint}",
+                               end=p.type_column + len(p.type))
+            value = _NOCONST
+            if p.default is not None:
+                t, value = self.expr(p.default)
+                if value is _NOCONST:
+                    self.error(p.default, "a parameter's default must be a constant (a literal, or a list of literals)")
+                elif declared is not None and not _default_fits(value, declared):
+                    self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {value!r}")
+                if declared is None and p.type is None and value is not _NOCONST:
+                    declared = PARAM_TYPES.get(value_type(value))
+            if p.type is None and p.default is None:
+                self.error(p, f"parameter {p.name!r} needs a type: write {p.name}: str (or int, float, bool, list)",
+                           end=p.column + len(p.name))
+            self.params[p.name] = declared or "any"
+        self.report = False
+
+    def check_new_name(self, name: str, node: ast.Node, column: int, what: str) -> None:
+        end = column + len(name)
+        if name.startswith("__"):
+            self.error((node.line, column), "names starting with '__' are not allowed", end=end)
+        elif name in self.registry:
+            entry = self.registry[name]
+            kind = "constant" if entry.is_constant else "function"
+            self.error((node.line, column),
+                       f"cannot use the builtin {kind} {name!r} as a {what} name; choose another name",
+                       end=end)
+
+    def assigned_names(self) -> set[str]:
+        names = set()
+        for node in ast.walk(self.program):
+            if isinstance(node, (ast.Assign, ast.Sample, ast.For)):
+                names.add(node.target.id)
+        return names
+
+    # -- type inference of variables (quiet) ---------------------------------------------
+    def assignment_types(self) -> dict[str, list[str]]:
+        types: dict[str, list[str]] = {}
+        for node in ast.walk(self.program):
+            if isinstance(node, ast.Assign):
+                t, _ = self.expr(node.value)
+            elif isinstance(node, ast.Sample):
+                t = self.sample_type(node)
+            elif isinstance(node, ast.For):
+                it, _ = self.expr(node.iter)
+                t = "str" if it == "str" else "any"
+            else:
+                continue
+            types.setdefault(node.target.id, []).append(t)
+        return types
+
+    def sample_type(self, node: ast.Sample) -> str:
+        t, _ = self.expr(node.dist)
+        if t == "nextdist":
+            return "token"
+        if isinstance(node.dist, ast.Call):
+            return {"bernoulli": "bool", "geometric": "int", "uniform_int": "int"}.get(node.dist.func.id, "any")
+        return "any"
+
+    # -- statements ---------------------------------------------------------------------------
+    def check_block(self, body: tuple, loops: int) -> None:
+        for i, stmt in enumerate(body):
+            self.stmt(stmt, loops)
+            if isinstance(stmt, (ast.Finish, ast.Return, ast.Break, ast.Continue)) and i + 1 < len(body):
+                nxt = body[i + 1]
+                word = type(stmt).__name__.lower()
+                what = {"finish": "finish ends the program", "return": "return ends the program",
+                        "break": "break leaves the loop", "continue": "continue goes back to the loop"}[word]
+                self.error((nxt.line, nxt.column),
+                           f"unreachable statement: the {word} on line {stmt.line} comes first ({what})")
+                for rest in body[i + 1:]:  # still check them, for their own errors
+                    self.stmt(rest, loops)
+                return
+
+    def target(self, name: ast.Name) -> None:
+        self.check_new_name(name.id, name, name.column, "variable")
+
+    def stmt(self, s: ast.Stmt, loops: int) -> None:
+        if isinstance(s, ast.Assign):
+            self.target(s.target)
+            t, _ = self.expr(s.value)
+            if t == "nextdist":
+                self.error(s.value, "a next-token distribution cannot be stored in a variable: "
+                           "sample or observe it where it is made (x ~ ctx.next_token())")
+        elif isinstance(s, ast.Sample):
+            self.target(s.target)
+            t, _ = self.expr(s.dist)
+            if not static_fits(t, "dist"):
+                self.error(s.dist, f"the right of '~' must be a distribution, such as ctx.next_token() or "
+                           f"bernoulli(0.5); got {describe_type(t)}")
+            if s.where is not None:
+                if t not in ("nextdist", "any"):
+                    self.error(s.dist, "'where' applies only to a next-token distribution (ctx.next_token()); "
+                               f"this is {describe_type(t)}")
+                ct, _ = self.expr(s.where)
+                if not static_fits(ct, "constraint"):
+                    self.error(s.where, f"'where' needs a token constraint such as lacks(\"e\"); got {describe_type(ct)}")
+        elif isinstance(s, ast.Observe):
+            t, _ = self.expr(s.dist)
+            vt, _ = self.expr(s.value)
+            if t == "context":
+                if not static_fits(vt, "str"):
+                    self.error(s.value, f"observing a context needs the text it continues with, a str; got {describe_type(vt)}")
+            elif t == "nextdist":
+                if not static_fits(vt, "token|str|int|EOS"):
+                    self.error(s.value, f"a next token is observed as a token, its text, its id or EOS; got {describe_type(vt)}")
+            elif not static_fits(t, "dist"):
+                self.error(s.dist, "observe needs a distribution (e.g. ctx.next_token(), bernoulli(0.7)) "
+                           f"or a context (observe ctx = \"text\"); got {describe_type(t)}")
+        elif isinstance(s, ast.Condition):
+            self.expr(s.test)
+        elif isinstance(s, (ast.Factor, ast.Twist)):
+            t, value = self.expr(s.value)
+            word = "factor" if isinstance(s, ast.Factor) else "twist"
+            if not static_fits(t, "number|bool"):
+                self.error(s.value, f"{word} needs a number (a log weight); got {describe_type(t)}")
+            elif value is not _NOCONST and isinstance(value, float) and value != value:
+                self.error(s.value, f"{word} of NaN")
+        elif isinstance(s, ast.Return):
+            t, _ = self.expr(s.value)
+            if t == "context":
+                self.error(s.value, "return the context's text (ctx.text), not the context itself")
+            elif t in ("nextdist", "dist", "constraint"):
+                self.error(s.value, f"a program cannot return a {describe_type(t)}")
+        elif isinstance(s, (ast.Break, ast.Continue)):
+            if loops == 0:
+                word = "break" if isinstance(s, ast.Break) else "continue"
+                self.error(s, f"{word} outside a loop")
+        elif isinstance(s, ast.If):
+            for test, body in s.branches:
+                self.expr(test)
+                self.check_block(body, loops)
+            if s.orelse:
+                self.check_block(s.orelse, loops)
+        elif isinstance(s, ast.For):
+            self.target(s.target)
+            t, _ = self.expr(s.iter)
+            if t in ("int", "float", "number", "bool"):
+                self.error(s.iter, f"cannot loop over {describe_type(t)}: use range(n), or repeat n")
+            elif t == "context":
+                self.error(s.iter, "loop over the context's tokens (ctx.tokens) or text (ctx.text)")
+            elif not static_fits(t, "str|list|token"):
+                self.error(s.iter, f"a for loop needs a list or a string; got {describe_type(t)}")
+            self.check_block(s.body, loops + 1)
+        elif isinstance(s, ast.Repeat):
+            t, value = self.expr(s.count)
+            if not static_fits(t, "int"):
+                self.error(s.count, f"repeat needs an int count; got {describe_type(t)}")
+            elif value is not _NOCONST and isinstance(value, int) and value < 0:
+                self.error(s.count, f"repeat needs a count >= 0; got {value}")
+            self.check_block(s.body, loops + 1)
+        elif isinstance(s, ast.While):
+            self.expr(s.test)
+            self.check_block(s.body, loops + 1)
+
+    # -- expressions: (static type, constant value or _NOCONST) -----------------------------
+    def fold(self, node: ast.Node, fn, *args) -> tuple[str, Any]:
+        try:
+            value = freeze(fn(*args))
+        except OpError as exc:
+            self.error(node, str(exc))
+            return "any", _NOCONST
+        except Exception as exc:  # pragma: no cover - a builtin misbehaving at check time
+            self.error(node, f"{type(exc).__name__}: {exc}")
+            return "any", _NOCONST
+        return value_type(value), value
+
+    def expr(self, e: ast.Expr) -> tuple[str, Any]:
+        method = getattr(self, "e_" + type(e).__name__)
+        return method(e)
+
+    def e_Const(self, e: ast.Const):
+        return value_type(e.value), e.value
+
+    def e_ListExpr(self, e: ast.ListExpr):
+        results = [self.expr(item) for item in e.items]
+        for item, (t, _) in zip(e.items, results):
+            if t == "nextdist":
+                self.error(item, "a next-token distribution cannot be put in a list")
+        if all(v is not _NOCONST for _, v in results):
+            return "list", tuple(v for _, v in results)
+        return "list", _NOCONST
+
+    def e_Name(self, e: ast.Name):
+        name = e.id
+        if name in self.params:
+            return self.params[name], _NOCONST
+        if name in self.vars:
+            return self.vars[name], _NOCONST
+        entry = self.registry.get(name)
+        if entry is not None:
+            if entry.is_constant:
+                return value_type(entry.value), entry.value
+            self.error(e, f"{name} is a function: call it, as in {name}(...)")
+            return "any", _NOCONST
+        self.undefined(e, name)
+        return "any", _NOCONST
+
+    def undefined(self, e: ast.Node, name: str, call: bool = False) -> None:
+        if name in self.suppressed:
+            return
+        end = e.column + len(name)
+        if name.startswith("__"):
+            self.error(e, f"names starting with '__' are not allowed ({name!r})", end=end)
+            return
+        if name in ("true", "false"):
+            self.error(e, f"undefined name {name!r}; did you mean {name.capitalize()!r}?", end=end)
+            return
+        if name in PYTHON_BUILTINS:
+            self.error(e, f"{name!r} is a Python builtin, which .steer programs cannot use; they can use "
+                       "only the steer builtins (see docs/dsl.md) and those registered with @ppl.builtin", end=end)
+            return
+        known = list(self.params) + list(self.vars) + self.registry.names()
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        what = "unknown function" if call else "undefined name"
+        self.error(e, f"{what} {name!r}{hint}", end=end)
+
+    def e_BinOp(self, e: ast.BinOp):
+        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+        if lv is not _NOCONST and rv is not _NOCONST:
+            return self.fold(e, binop, e.op, lv, rv)
+        return self.binop_type(e, e.op, lt, rt), _NOCONST
+
+    def binop_type(self, e, op: str, l: str, r: str) -> str:
+        if l == "any" or r == "any":
+            return "any"
+        if l in NUM and r in NUM:
+            if op == "/":
+                return "float"
+            if "float" in (l, r):
+                return "float"
+            if l in ("int", "bool") and r in ("int", "bool"):
+                return "number" if op == "**" else "int"
+            return "number"
+        textual = ("str", "token")
+        if op == "+":
+            if l in textual and r in textual:
+                return "str"
+            if l == r == "list":
+                return "list"
+        if op == "*":
+            for seq, n in ((l, r), (r, l)):
+                if seq in ("str", "list") and n in ("int", "number"):
+                    return seq
+        self.error(e, f"unsupported operand types for {op}: {describe_type(l)} and {describe_type(r)}")
+        return "any"
+
+    def e_Compare(self, e: ast.Compare):
+        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+        if lv is not _NOCONST and rv is not _NOCONST:
+            return self.fold(e, compare, e.op, lv, rv)
+        if lt != "any" and rt != "any":
+            if e.op in ("<", "<=", ">", ">="):
+                ok = (lt in NUM and rt in NUM) or (lt in ("str", "token") and rt in ("str", "token")) or lt == rt == "list"
+                if not ok:
+                    self.error(e, f"cannot compare {describe_type(lt)} and {describe_type(rt)} with {e.op}")
+            elif e.op in ("in", "not in"):
+                if rt not in ("str", "token", "list"):
+                    self.error(e.right, f"'{e.op}' needs a string or a list on the right; got {describe_type(rt)}")
+                elif rt in ("str", "token") and lt not in ("str", "token"):
+                    self.error(e.left, f"'{e.op}' on a string needs a string on the left; got {describe_type(lt)}")
+        elif rt not in ("any", "str", "token", "list") and e.op in ("in", "not in"):
+            self.error(e.right, f"'{e.op}' needs a string or a list on the right; got {describe_type(rt)}")
+        return "bool", _NOCONST
+
+    def e_BoolOp(self, e: ast.BoolOp):
+        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+        if lt == "constraint" or rt == "constraint":
+            other = rt if lt == "constraint" else lt
+            if other not in ("constraint", "any"):
+                self.error(e, f"'{e.op}' combines two token constraints; got a constraint and {describe_type(other)}")
+            return "constraint", _NOCONST
+        if lv is not _NOCONST and rv is not _NOCONST:
+            if e.op == "and":
+                return value_type(rv if truth(lv) else lv), (rv if truth(lv) else lv)
+            return value_type(lv if truth(lv) else rv), (lv if truth(lv) else rv)
+        if lt == rt:
+            return lt, _NOCONST
+        return "any", _NOCONST
+
+    def e_UnaryOp(self, e: ast.UnaryOp):
+        t, v = self.expr(e.operand)
+        if v is not _NOCONST:
+            return self.fold(e, unary, e.op, v)
+        if e.op == "not":
+            return ("constraint" if t == "constraint" else "bool"), _NOCONST
+        if t != "any" and t not in NUM:
+            self.error(e, f"unsupported operand type for unary {e.op}: {describe_type(t)}")
+            return "any", _NOCONST
+        return ("int" if t == "bool" else t), _NOCONST
+
+    def e_Index(self, e: ast.Index):
+        (vt, vv), (it, iv) = self.expr(e.value), self.expr(e.index)
+        if vv is not _NOCONST and iv is not _NOCONST:
+            return self.fold(e, index, vv, iv)
+        if vt not in ("any", "str", "list"):
+            self.error(e, f"cannot index {describe_type(vt)}; only strings and lists can be indexed"
+                       + ("; use ctx.tokens or ctx.text" if vt == "context" else ""))
+        if it not in ("any", "int", "bool", "number"):
+            self.error(e.index, f"an index must be an int; got {describe_type(it)}")
+        return ("str" if vt == "str" else "any"), _NOCONST
+
+    def e_Slice(self, e: ast.Slice):
+        vt, vv = self.expr(e.value)
+        bounds = []
+        for b in (e.lower, e.upper):
+            if b is None:
+                bounds.append(None)
+                continue
+            bt, bv = self.expr(b)
+            if bt not in ("any", "int", "number"):
+                self.error(b, f"slice bounds must be ints; got {describe_type(bt)}")
+            bounds.append(bv)
+        if vv is not _NOCONST and all(b is not _NOCONST for b in bounds):
+            return self.fold(e, slice_, vv, bounds[0], bounds[1])
+        if vt not in ("any", "str", "list"):
+            self.error(e, f"cannot slice {describe_type(vt)}; only strings and lists can be sliced")
+            return "any", _NOCONST
+        return vt, _NOCONST
+
+    def e_Attribute(self, e: ast.Attribute):
+        vt, _ = self.expr(e.value)
+        name, col = e.attr, e.attr_column
+        end = col + len(name)
+        if name.startswith("_"):
+            self.error(e, f"attribute {name!r} is not accessible: a .steer program can use only ctx.text, "
+                       "ctx.tokens, ctx.next_token(), tok.text, tok.id and tok.is_eos", column=col, end=end)
+            return "any", _NOCONST
+        if name == "next_token":
+            self.error(e, "next_token is a method: write .next_token()", column=col, end=end)
+            return "any", _NOCONST
+        if vt == "context":
+            if name not in ("text", "tokens"):
+                self.error(e, self.unknown_attr("a context", name, "it has .next_token(), .text and .tokens"), column=col, end=end)
+                return "any", _NOCONST
+        elif vt == "token":
+            if name not in ("text", "id", "is_eos"):
+                self.error(e, self.unknown_attr("a token", name, "it has .text, .id and .is_eos"), column=col, end=end)
+                return "any", _NOCONST
+        elif vt != "any":
+            self.error(e, f"{describe_type(vt)} has no attribute {name!r}: only contexts and tokens have attributes "
+                       "(ctx.text, ctx.tokens, tok.text, tok.id, tok.is_eos)" + self.builtin_hint(name),
+                       column=col, end=end)
+            return "any", _NOCONST
+        elif name not in ATTRIBUTES:
+            self.error(e, self.unknown_attr("a value", name, "the attributes are ctx.text, ctx.tokens, "
+                                            "tok.text, tok.id and tok.is_eos"), column=col, end=end)
+            return "any", _NOCONST
+        return {"text": "str", "tokens": "list", "id": "int", "is_eos": "bool"}[name], _NOCONST
+
+    def builtin_hint(self, name: str) -> str:
+        entry = self.registry.get(name)
+        if entry is not None and not entry.is_constant and not entry.needs_lm and entry.arg_types \
+                and set(entry.arg_types[0].split("|")) & {"str", "list"}:
+            return f"; use the builtin {name}(x)"
+        return ""
+
+    def unknown_attr(self, what: str, name: str, has: str) -> str:
+        return f"{what} has no attribute {name!r}; {has}{self.builtin_hint(name)}"
+
+    def e_MethodCall(self, e: ast.MethodCall):
+        vt, _ = self.expr(e.value)
+        for a in e.args:
+            self.expr(a)
+        name, col = e.method, e.attr_column
+        end = col + len(name)
+        if name.startswith("_"):
+            self.error(e, f"attribute {name!r} is not accessible: the only method is ctx.next_token()",
+                       column=col, end=end)
+            return "any", _NOCONST
+        if name in ("text", "tokens", "id", "is_eos"):
+            self.error(e, f"{name} is a property, not a method: write .{name} without ()", column=col, end=end)
+            return "any", _NOCONST
+        if name != "next_token":
+            self.error(e, f"unknown method {name!r}: the only method is ctx.next_token()" + self.builtin_hint(name),
+                       column=col, end=end)
+            return "any", _NOCONST
+        if vt not in ("context", "any"):
+            self.error(e, f"next_token() is a method of a context (ctx = lm(prompt)); this is {describe_type(vt)}",
+                       column=col, end=end)
+            return "any", _NOCONST
+        if e.args:
+            self.error(e, f"next_token() takes no arguments, got {len(e.args)}", column=col, end=end)
+        return "nextdist", _NOCONST
+
+    def e_Call(self, e: ast.Call):
+        results = [self.expr(a) for a in e.args]
+        name = e.func.id
+        entry = self.registry.get(name)
+        if entry is None:
+            if name in self.params or name in self.vars:
+                self.error(e.func, f"{name!r} is a variable, not a function")
+            else:
+                self.undefined(e.func, name, call=True)
+            return "any", _NOCONST
+        if entry.is_constant:
+            self.error(e.func, f"{name} is a constant, not a function")
+            return "any", _NOCONST
+        return self.call(e, entry, results)
+
+    def call(self, e: ast.Call, entry: Builtin, results) -> tuple[str, Any]:
+        n = len(results)
+        if n < entry.min_args or (entry.max_args is not None and n > entry.max_args):
+            self.error(e, f"{entry.name}() takes {entry.arity_text()}, got {n}")
+            return entry.returns if "|" not in entry.returns else "any", _NOCONST
+        ok = True
+        for i, (arg, (t, _)) in enumerate(zip(e.args, results)):
+            spec = entry.arg_type(i)
+            if not static_fits(t, spec):
+                self.error(arg, f"{entry.name}() argument {i + 1} must be {describe_type(spec)}, got {describe_type(t)}")
+                ok = False
+            if t == "nextdist":
+                self.error(arg, "a next-token distribution cannot be passed to a function; sample it first")
+                ok = False
+        if entry.name == "lm" and entry.needs_lm and n == 2 and results[1][0] == "constraint":
+            self.error(e.args[1], "lm(prompt, c) takes a sequence constraint (regex, grammar, json_schema, "
+                       "choice); a token constraint goes on each token: tok ~ ctx.next_token() where ...")
+            ok = False
+        if ok and entry.pure and all(v is not _NOCONST for _, v in results):
+            return self.fold(e, entry.call, tuple(v for _, v in results))
+        returns = entry.returns
+        return (returns if "|" not in returns else "any"), _NOCONST
+
+
+def _default_fits(value: Any, declared: str) -> bool:
+    from .builtins import fits
+
+    if declared == "float":
+        return fits(value, "float")
+    return fits(value, declared)
+
+
+def check_program(program: ast.Program, registry: Registry, filename: str, source_lines: list[str],
+                  suppressed: set[str] = frozenset()) -> list[Diagnostic]:
+    """The semantic diagnostics of a parsed program."""
+    return Checker(program, registry, filename, source_lines, suppressed).run()

@@ -1,0 +1,90 @@
+"""Diagnostics and the exceptions of the steer DSL.
+
+Every problem found in a ``.steer`` program is a :class:`Diagnostic`: a place
+(file, line, column, counted from 1) and a message. Formatted, it reads like a
+compiler's report::
+
+    lipogram.steer:5:38: undefined name 'lack'; did you mean 'lacks'?
+            tok ~ ctx.next_token() where lack("e")
+                                         ^^^^
+
+:class:`DSLError` carries the list of diagnostics of one check (all of them,
+found in one pass); its ``str()`` is the formatted report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PPLError
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem at ``filename:line:column`` (1-based). ``end_column`` (on
+    the same line, exclusive) widens the caret under the offending text."""
+
+    filename: str
+    line: int
+    column: int
+    message: str
+    source_line: str = ""
+    end_column: int | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.filename}:{self.line}:{self.column}"
+
+    def format(self) -> str:
+        """``FILE:LINE:COL: message``, then the source line and a caret."""
+        head = f"{self.location}: {self.message}"
+        src = self.source_line.rstrip("\r\n")
+        if not src.strip():
+            return head
+        # keep the line's own tabs so the caret lines up in a terminal
+        lead = "".join(ch if ch == "\t" else " " for ch in src[: max(self.column - 1, 0)])
+        width = 1
+        if self.end_column is not None and self.end_column > self.column:
+            width = min(self.end_column - self.column, max(len(src) - self.column + 1, 1))
+        return f"{head}\n    {src}\n    {lead}{'^' * width}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class DSLError(PPLError):
+    """A ``.steer`` program has errors (syntax, semantics, bad arguments, or a
+    runtime error at a known place). ``diagnostics`` lists them in source
+    order; ``str()`` is the formatted report, one block per diagnostic."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, summary: str | None = None):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        self.summary = summary
+        super().__init__(self._report())
+
+    def _report(self) -> str:
+        parts = [d.format() for d in self.diagnostics]
+        if self.summary:
+            parts.append(self.summary)
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self._report()
+
+
+class DSLRuntimeError(DSLError):
+    """A running ``.steer`` program failed at a known place (division by
+    zero, an index out of range, a step limit ...). The runtime wraps it in
+    :class:`~ppl.errors.InferenceError` naming the program and the step."""
+
+
+class DSLArgumentError(DSLError):
+    """A program factory was called with arguments that do not fit the
+    program's declared parameters."""
+
+    def __init__(self, message: str):
+        self.diagnostics = []
+        self.summary = message
+        PPLError.__init__(self, message)
