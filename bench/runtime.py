@@ -2,7 +2,7 @@
 
     python -m bench.runtime              # the full table and the length sweep
     python -m bench.runtime --quick      # fewer configs, for a smoke run
-    python -m bench.runtime --memory     # also peak RSS, each run in a fresh process
+    python -m bench.runtime --memory     # also peak RSS during each run, in fresh processes
 
 The program is the lipogram: after "My favorite writer is", draw tokens
 conditioned to contain no letter "e" (and not to end the text), for a fixed
@@ -65,10 +65,18 @@ class BenchLipogram(ppl.Model):
             self.finish()
 
 
+def fresh(lm):
+    """A CachedTransformer on the same weights with an empty cache, so that
+    no run profits from an earlier one's prefixes."""
+    from ppl.runtime.cached_transformer import CachedTransformer
+
+    return CachedTransformer(lm.model, lm.tokenizer, device=lm.device, dtype=lm.dtype, name=lm.name)
+
+
 def run_ours(lm, N: int, K: int, n_tokens: int, seed: int = 0) -> dict:
+    lm = fresh(lm)
     allowed = ppl.TokenConstraint(lambda m: no_e_no_eos(m), "no e, no EOS")
     allowed.mask(lm)  # build the mask outside the timing, as raw does
-    lm.reset_stats()
     t0 = time.perf_counter()
     result = asyncio.run(ppl.smc_steer(BenchLipogram(lm, allowed, n_tokens), N, K, seed=seed))
     wall = time.perf_counter() - t0
@@ -114,18 +122,50 @@ def run_raw(lm, B: int, n_tokens: int, seed: int = 0) -> dict:
     return {"wall": wall, "tokens": B * n_tokens, "kv_bytes": kv}
 
 
-def peak_rss_mb() -> float:
+def rss_mb() -> float:
+    """Current resident set size (Linux ``/proc``; ``ru_maxrss`` elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class PeakRSS:
+    """Samples the resident set size every 2 ms while a block runs (the
+    process-wide maximum would be set by loading the model, not by the run)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak, self._stop = rss_mb(), threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.002):
+                self.peak = max(self.peak, rss_mb())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
 def measure_one(kind: str, N: int, K: int, n_tokens: int) -> dict:
-    """One run in this (fresh) process, for peak memory."""
+    """One run in this (fresh) process: its peak resident memory."""
     lm = ppl.load_lm()
     run_ours(lm, 2, 1, 2) if kind == "ours" else run_raw(lm, 2, 2)  # warm up
     gc.collect()
-    base = peak_rss_mb()
-    out = run_ours(lm, N, K, n_tokens) if kind == "ours" else run_raw(lm, N * K, n_tokens)
-    out.update(peak_rss_mb=peak_rss_mb(), rss_before_mb=base)
+    base = rss_mb()
+    with PeakRSS() as peak:
+        out = run_ours(lm, N, K, n_tokens) if kind == "ours" else run_raw(lm, N * K, n_tokens)
+    out.update(peak_rss_mb=peak.peak, rss_before_mb=base)
     return out
 
 
@@ -183,11 +223,12 @@ def main(argv=None) -> int:
         if args.memory:
             po, pr = _subprocess_peak("ours", N, K, args.tokens), _subprocess_peak("raw", N, K, args.tokens)
             row.append(f"{po['peak_rss_mb']:.0f}/{pr['peak_rss_mb']:.0f}")
+            row.append(f"{po['peak_rss_mb'] - po['rss_before_mb']:.0f}/{pr['peak_rss_mb'] - pr['rss_before_mb']:.0f}")
         rows.append(row)
     header = ["config", "ours s", "raw s", "particle-steps/s", "raw tokens/s", "ratio",
               "forwards", "rows/pass", "computed/step", "KV MiB ours/raw"]
     if args.memory:
-        header.append("peak RSS MiB ours/raw")
+        header += ["peak RSS MiB ours/raw", "run growth MiB ours/raw"]
     print(f"\nlipogram, {args.tokens} new tokens, best of {args.repeats}")
     print(table(rows, header))
 

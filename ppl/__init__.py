@@ -9,7 +9,22 @@ and run an inference algorithm::
     result.posterior(), result.log_Z
 """
 
-from .constraints import TokenConstraint, contains, lacks, token_predicate
+from . import grammar  # the grammar files; calling ppl.grammar(...) builds the constraint
+from .constraints import (
+    ConstraintError,
+    Potential,
+    SequenceConstraint,
+    TokenConstraint,
+    awrs,
+    choice,
+    contains,
+    json_schema,
+    lacks,
+    matches_token,
+    potential,
+    regex,
+    token_predicate,
+)
 from .context import LMContext
 from .distributions import (
     Bernoulli,
@@ -44,6 +59,16 @@ def load_lm(name_or_path=None, *, device=None, dtype=None, memory_budget_bytes=N
 
 __all__ = [
     "Bernoulli",
+    "ConstraintError",
+    "Potential",
+    "SequenceConstraint",
+    "awrs",
+    "choice",
+    "grammar",
+    "json_schema",
+    "matches_token",
+    "potential",
+    "regex",
     "Categorical",
     "ConditionedNextToken",
     "Distribution",

@@ -6,6 +6,14 @@ longer sequence; the old one is never changed. Cloning a particle copies the
 handle (one pointer) and shares the sequence, so clones never copy model
 state. The language model's answers for the current prefix are memoised on
 the handle, so several distributions on the same prefix cost one request.
+
+A context may carry sequence constraints (``lm.context(prompt, constraint=c)``
+or ``ctx.constrain(c)``, see :mod:`ppl.constraints.sequence`). Their parser
+state is a :class:`~ppl.constraints.ConstraintState` held by the handle next
+to the token sequence, and is treated the same way: appending a token makes a
+new state (the llguidance matchers are copied with ``deep_copy`` and advanced),
+the old one is never changed. Cloning therefore shares the state, together
+with its cached token mask, and a clone that appends pays for its own copy.
 """
 
 from __future__ import annotations
@@ -26,10 +34,20 @@ class LMContext:
       token-level constraint;
     - ``await ctx.observe_text(text)``: observe a whole string, token by token;
     - ``ctx.text`` / ``ctx.token_ids``: what has been generated (prompt excluded);
-    - ``ctx.prefix_ids``: prompt and generated ids, as sent to the model.
+    - ``ctx.prefix_ids``: prompt and generated ids, as sent to the model;
+    - ``constraint=`` / ``ctx.constrain(c)``: restrict the generated text to a
+      language (``ppl.regex``, ``ppl.grammar``, ``ppl.json_schema``,
+      ``ppl.choice``); ``ctx.accepting`` says whether the text is complete.
     """
 
-    def __init__(self, lm, prompt: str = "", *, prompt_ids: Sequence[int] | None = None):
+    def __init__(
+        self,
+        lm,
+        prompt: str = "",
+        *,
+        prompt_ids: Sequence[int] | None = None,
+        constraint=None,
+    ):
         self.lm = lm
         self.prompt = prompt
         ids = tuple(int(t) for t in (lm.prompt_ids(prompt) if prompt_ids is None else prompt_ids))
@@ -37,7 +55,12 @@ class LMContext:
             if not 0 <= t < lm.vocab_size:
                 raise ValueError(f"prompt token id {t} is outside the vocabulary (size {lm.vocab_size})")
         self._n_prompt = len(ids)
+        self._state = None
         self._set(ids)
+        if constraint is not None:
+            constraints = constraint if isinstance(constraint, (list, tuple)) else [constraint]
+            for c in constraints:
+                self.constrain(c)
 
     def _set(self, ids: tuple[int, ...]) -> None:
         self._ids = ids
@@ -89,6 +112,8 @@ class LMContext:
         if self.finished:
             raise ModelError(f"cannot extend a context that already ended with EOS: {self!r}")
         self._set(self._ids + (token_id,))
+        if self._state is not None:
+            self._state = self._state.advance(token_id)
 
     async def _logprobs(self) -> np.ndarray:
         """``log p(. | prefix)``, memoised for the current prefix."""
@@ -99,6 +124,45 @@ class LMContext:
                 self._memo = lp
             return lp
         return self._memo
+
+    # -- constraints ------------------------------------------------------------
+    def constrain(self, constraint) -> "LMContext":
+        """Restrict this context's generated text (from its start, including
+        what was generated already) to ``constraint``'s language; returns the
+        context. If the text so far is already no viable prefix, the context
+        is dead: its next constrained sample weighs zero."""
+        from .constraints.sequence import ConstraintError, ConstraintState, SequenceConstraint
+
+        if not isinstance(constraint, SequenceConstraint):
+            raise ConstraintError(
+                "a context constraint must be a sequence constraint (ppl.regex(...), "
+                "ppl.grammar(...), ppl.json_schema(...), ppl.choice([...])); got "
+                f"{constraint!r}. Token-level constraints such as ppl.lacks() go in "
+                "ctx.next_token().where(...)"
+            )
+        done = self.token_ids
+        if self._state is None:
+            self._state = ConstraintState.start(self.lm, [constraint], done)
+        else:
+            self._state = self._state.with_constraint(constraint, done)
+        return self
+
+    @property
+    def constraints(self) -> tuple:
+        """The sequence constraints on this context."""
+        return () if self._state is None else self._state.constraints
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the text so far is complete under every constraint (``True``
+        for an unconstrained context; ``False`` for a dead one)."""
+        return True if self._state is None else self._state.accepting
+
+    @property
+    def viable(self) -> bool:
+        """Whether the text so far can still be extended into, or already is,
+        a complete text of every constraint."""
+        return self._state is None or not self._state.dead
 
     # -- the language -----------------------------------------------------------
     def next_token(self) -> NextToken:
@@ -122,6 +186,8 @@ class LMContext:
         """``sum_i log p(t_i | prefix, t_<i)``, every prefix in one batch."""
         if not token_ids:
             return 0.0
+        if self._state is not None and not self._state.allows(token_ids):
+            return -float("inf")  # the constraint refuses the text: weight zero
         prefixes = [self._ids + tuple(token_ids[:i]) for i in range(len(token_ids))]
         rows = await self.lm.next_token_logprobs_many(prefixes)
         return float(sum(float(row[t]) for row, t in zip(rows, token_ids)))
@@ -130,4 +196,5 @@ class LMContext:
         text = self.text
         if len(text) > 60:
             text = "..." + text[-57:]
-        return f"<LMContext {self.prompt!r} + {text!r}>"
+        tail = f" with {', '.join(map(repr, self.constraints))}" if self.constraints else ""
+        return f"<LMContext {self.prompt!r} + {text!r}{tail}>"

@@ -61,6 +61,16 @@ class Distribution:
     async def log_mass(self) -> float:
         return 0.0
 
+    async def propose(self, rng: np.random.Generator) -> tuple[Any, float]:
+        """``(x, log w)`` with ``x`` and ``w`` properly weighted for the measure:
+        ``E[w f(x)] = sum_x mu(x) f(x)``. The default is exact: ``x ~ mu/|mu|``,
+        ``w = |mu|`` (and ``(None, -inf)`` for a zero measure, without sampling).
+        Distributions that can only *estimate* their mass (AWRS) override it."""
+        log_w = float(await self.log_mass())
+        if log_w == -math.inf:
+            return None, -math.inf
+        return await self.sample(rng), log_w
+
     def _commit(self, value: Any) -> None:
         """Called once a primitive has settled on ``value`` for this
         distribution (next-token distributions extend their context here)."""
@@ -188,11 +198,22 @@ class NextToken(Distribution):
 
     Sampling or observing it through a primitive appends the token to the
     context. Created by :meth:`ppl.LMContext.next_token`.
+
+    On a context with a sequence constraint (``lm.context(p, constraint=c)``)
+    it denotes ``p(x) 1[x viable]``: only tokens that keep the text a viable
+    prefix of the constraint's language, EOS only where the text is complete;
+    its mass is ``p(viable)`` (see :mod:`ppl.constraints.sequence`). When the
+    constraint forces tokens (``fast_forward=True``), the distribution is over
+    the next *free* token ``x`` after the forced tokens ``f_1 .. f_k``, with
+    measure ``prod_i p(f_i | ...) * p(x | ..., f) 1[x viable]``; committing
+    ``x`` appends ``f_1 .. f_k, x``.
     """
 
     def __init__(self, context):
         self.context = context
         self._prefix = context.prefix_ids
+        self._state = context._state
+        self._view_memo = None
 
     def _check_current(self) -> None:
         if self.context.prefix_ids is not self._prefix:
@@ -204,6 +225,55 @@ class NextToken(Distribution):
     async def _logprobs(self) -> np.ndarray:
         self._check_current()
         return await self.context._logprobs()
+
+    def _static_mask(self) -> np.ndarray | None:
+        """A token-level mask (``.where(C)``); ``None`` for none."""
+        return None
+
+    async def _view(self) -> tuple[tuple[int, ...], float, np.ndarray | None, np.ndarray]:
+        """``(forced, log p(forced), allowed mask or None, log p(. | prefix, forced))``."""
+        if self._view_memo is not None:
+            return self._view_memo
+        state = self._state
+        mask = self._static_mask()
+        forced: tuple[int, ...] = ()
+        log_p_forced = 0.0
+        if state is None:
+            lp = await self._logprobs()
+        else:
+            forced = state.forced()
+            if forced:
+                self._check_current()
+                prefixes = [self._prefix + forced[:i] for i in range(len(forced) + 1)]
+                rows = await self.context.lm.next_token_logprobs_many(prefixes)
+                log_p_forced = float(sum(float(r[t]) for r, t in zip(rows, forced)))
+                lp = rows[-1]
+                state = state.advance_many(forced)
+            else:
+                lp = await self._logprobs()
+            seq = state.mask()
+            mask = seq if mask is None else (mask & seq)
+        self._view_memo = (forced, log_p_forced, mask, lp)
+        return self._view_memo
+
+    async def _masked(self) -> tuple[float, np.ndarray]:
+        """``(log p(forced), log of the measure over the next free token)``,
+        as a full vocabulary-sized array (``-inf`` where not allowed)."""
+        _, log_p_forced, mask, lp = await self._view()
+        lp = lp.astype(np.float64)
+        if mask is not None:
+            lp = np.where(mask, lp, -np.inf)
+        return log_p_forced, lp
+
+    async def _sparse(self) -> tuple[float, np.ndarray | None, np.ndarray]:
+        """``(log p(forced), allowed ids or None for all, their log-probabilities)``:
+        work proportional to the allowed tokens, not the vocabulary, once
+        the mask is known (sequence constraints usually allow few tokens)."""
+        _, log_p_forced, mask, lp = await self._view()
+        if mask is None:
+            return log_p_forced, None, lp.astype(np.float64)
+        idx = np.flatnonzero(mask)
+        return log_p_forced, idx, lp[idx].astype(np.float64)
 
     def _token(self, token_id: int) -> Token:
         lm = self.context.lm
@@ -218,20 +288,51 @@ class NextToken(Distribution):
             f"a next-token distribution's value must be a Token or a token id, got {value!r}"
         )
 
+    def _restricted(self) -> bool:
+        return self._state is not None or self._static_mask() is not None
+
+    async def log_mass(self):
+        if not self._restricted():
+            return 0.0
+        from ppl.runtime.resampling import logsumexp
+
+        log_p_forced, _, lp = await self._sparse()
+        return log_p_forced + (logsumexp(lp) if len(lp) else -math.inf)
+
     async def sample(self, rng):
-        lp = await self._logprobs()
-        return self._token(_draw(np.exp(lp.astype(np.float64)), rng))
+        if not self._restricted():
+            lp = await self._logprobs()
+            return self._token(_draw(np.exp(lp.astype(np.float64)), rng))
+        _, idx, lp = await self._sparse()
+        top = lp.max() if len(lp) else -np.inf
+        if top == -np.inf:
+            raise ModelError(f"no token allowed by {self._what()} has non-zero probability")
+        w = np.exp(lp - top)
+        j = _draw(w / w.sum(), rng)
+        return self._token(j if idx is None else int(idx[j]))
 
     async def log_prob(self, value):
         i = self._token_id(value)
-        lp = await self._logprobs()
-        if not 0 <= i < len(lp):
+        if not self._restricted():
+            lp = await self._logprobs()
+            return float(lp[i]) if 0 <= i < len(lp) else -math.inf
+        _, log_p_forced, mask, lp = await self._view()
+        if not 0 <= i < len(lp) or (mask is not None and not mask[i]):
             return -math.inf
-        return float(lp[i])
+        return log_p_forced + float(lp[i])
 
     def _commit(self, value):
         self._check_current()
+        forced = self._state.forced() if self._state is not None else ()
+        for t in forced:
+            self.context._append(t)
         self.context._append(self._token_id(value))
+
+    def _what(self) -> str:
+        parts = []
+        if self._state is not None:
+            parts.append(f"the context's constraint {self._state!r}")
+        return " and ".join(parts) or "the model"
 
     def where(self, constraint) -> "ConditionedNextToken":
         """The next-token distribution restricted to tokens allowed by
@@ -242,6 +343,16 @@ class NextToken(Distribution):
 
     mask = where
 
+    def where_checked(self, predicate, **options):
+        """The next-token distribution restricted to tokens ``x`` for which
+        ``predicate(text + text(x))`` holds, ``text`` being everything generated
+        so far: the measure ``p(x) 1[predicate(...)]``. Sampled by adaptive
+        weighted rejection sampling (AWRS), which checks only the tokens it
+        draws; see :class:`ppl.constraints.CheckedNextToken`."""
+        from .constraints.awrs import CheckedNextToken
+
+        return CheckedNextToken(self, predicate, **options)
+
     def __repr__(self):
         return f"NextToken({self.context!r})"
 
@@ -249,7 +360,8 @@ class NextToken(Distribution):
 class ConditionedNextToken(NextToken):
     """``p(x | context) 1[x in C]``: sampling draws from ``p(. | C)`` and
     multiplies the weight by ``p(C)``; used as a proposal its density is
-    ``p(x | C) = p(x) 1[x in C] / p(C)``."""
+    ``p(x | C) = p(x) 1[x in C] / p(C)``. On a constrained context ``C`` is
+    intersected with the viable tokens."""
 
     def __init__(self, context, constraint):
         super().__init__(context)
@@ -258,29 +370,12 @@ class ConditionedNextToken(NextToken):
         self.constraint = as_token_constraint(constraint)
         self._allowed = self.constraint.mask(context.lm)
 
-    async def _masked(self) -> np.ndarray:
-        lp = (await self._logprobs()).astype(np.float64)
-        return np.where(self._allowed, lp, -np.inf)
+    def _static_mask(self):
+        return self._allowed
 
-    async def log_mass(self):
-        from ppl.runtime.resampling import logsumexp
-
-        return logsumexp(await self._masked())
-
-    async def sample(self, rng):
-        lp = await self._masked()
-        top = lp.max()
-        if top == -np.inf:
-            raise ModelError(
-                f"no token allowed by {self.constraint!r} has non-zero probability"
-            )
-        return self._token(_draw(np.exp(lp - top) / np.exp(lp - top).sum(), rng))
-
-    async def log_prob(self, value):
-        i = self._token_id(value)
-        if not 0 <= i < len(self._allowed) or not self._allowed[i]:
-            return -math.inf
-        return await super().log_prob(i)
+    def _what(self) -> str:
+        rest = super()._what()
+        return f"{self.constraint!r}" + ("" if rest == "the model" else f" and {rest}")
 
     def where(self, constraint) -> "ConditionedNextToken":
         from .constraints import as_token_constraint

@@ -14,7 +14,9 @@ One call of ``step()`` applies one Feynman-Kac kernel ``M_t`` and potential
 =====================================  =========================================
 
 (``|p|`` is ``1`` for ordinary distributions and ``p(C)`` for a next-token
-distribution conditioned with ``.where(C)``.) Weights stay in log space; a
+distribution conditioned with ``.where(C)``; a distribution that can only
+estimate its mass, like AWRS's ``.where_checked``, multiplies the weight by an
+unbiased estimate of it, through ``dist.propose(rng)``.) Weights stay in log space; a
 particle whose weight reaches zero (``-inf``) is dead: its step stops at once
 and it is never stepped again. A NaN or ``+inf`` increment raises
 :class:`~ppl.errors.WeightError` naming the primitive.
@@ -105,9 +107,10 @@ class Model:
         self._check_running("sample()")
         rng = _current_rng("sample()")
         if proposal is None:
-            log_mass = float(await dist.log_mass())
-            self._add(log_mass, f"sample({dist!r})")
-            value = await dist.sample(rng)
+            # (x, w) properly weighted for p: exact (x ~ p/|p|, w = |p|) for
+            # ordinary distributions, an unbiased estimate of |p| for AWRS
+            value, log_w = await dist.propose(rng)
+            self._add(float(log_w), f"sample({dist!r})")
         else:
             log_mass_q = float(await proposal.log_mass())
             if log_mass_q == -math.inf:

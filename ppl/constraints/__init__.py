@@ -1,131 +1,55 @@
-"""Token-level constraints: boolean masks over a model's vocabulary.
+"""Constraints: token-level masks, sequence constraints with state, AWRS, and
+soft potentials.
 
-A :class:`TokenConstraint` decides, for every token of a vocabulary, whether
-that token is allowed. Its mask is computed once per language model (with
-numpy over the vocabulary's texts) and cached. Constraints compose:
-``a & b`` (both), ``a | b`` (either), ``~a`` (not).
-
-Predicates look at the text a token adds to the output. The end-of-sequence
-token adds no text, so ``lacks("e")`` allows it and ``contains("e")`` does not.
+- :mod:`.token`: ``lacks``, ``contains``, ``matches_token``, ``token_predicate``:
+  boolean masks over a vocabulary, for ``ctx.next_token().where(...)``;
+- :mod:`.sequence`: ``regex``, ``grammar``, ``json_schema``, ``choice``:
+  languages of whole texts, attached to a context with
+  ``lm.context(prompt, constraint=...)`` or ``ctx.constrain(...)``;
+- :mod:`.awrs`: ``ctx.next_token().where_checked(pred)``: an expensive
+  predicate on the whole text, enforced by adaptive weighted rejection
+  sampling;
+- :mod:`.potential`: ``potential(fn)``: a function of the text as a log weight.
 """
 
-from __future__ import annotations
+from .awrs import CheckedNextToken, awrs
+from .potential import Potential, potential
+from .sequence import (
+    ConstraintError,
+    ConstraintState,
+    SequenceConstraint,
+    choice,
+    grammar,
+    json_schema,
+    llg_tokenizer,
+    regex,
+)
+from .token import (
+    TokenConstraint,
+    as_token_constraint,
+    contains,
+    lacks,
+    matches_token,
+    token_predicate,
+)
 
-import functools
-import weakref
-from typing import Callable
-
-import numpy as np
-
-
-def _vocab_array(lm) -> np.ndarray:
-    """The vocabulary's output texts as a numpy string array (EOS -> "")."""
-    texts = list(lm.vocab)
-    texts[lm.eos_token_id] = ""
-    return np.array(texts, dtype=str)
-
-
-class TokenConstraint:
-    """A set of allowed tokens, given by ``mask_fn(lm) -> bool[vocab_size]``."""
-
-    def __init__(self, mask_fn: Callable[[object], np.ndarray], description: str):
-        self._mask_fn = mask_fn
-        self.description = description
-        self._cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-    def mask(self, lm) -> np.ndarray:
-        """Boolean mask over ``lm``'s vocabulary (cached per model)."""
-        cached = self._cache.get(lm)
-        if cached is None:
-            cached = np.asarray(self._mask_fn(lm), dtype=bool)
-            if cached.shape != (lm.vocab_size,):
-                raise ValueError(
-                    f"{self.description}: mask has shape {cached.shape}, "
-                    f"expected ({lm.vocab_size},)"
-                )
-            cached.setflags(write=False)
-            self._cache[lm] = cached
-        return cached
-
-    def __and__(self, other: "TokenConstraint") -> "TokenConstraint":
-        other = as_token_constraint(other)
-        return TokenConstraint(
-            lambda lm: self.mask(lm) & other.mask(lm), f"({self.description} & {other.description})"
-        )
-
-    def __or__(self, other: "TokenConstraint") -> "TokenConstraint":
-        other = as_token_constraint(other)
-        return TokenConstraint(
-            lambda lm: self.mask(lm) | other.mask(lm), f"({self.description} | {other.description})"
-        )
-
-    def __invert__(self) -> "TokenConstraint":
-        return TokenConstraint(lambda lm: ~self.mask(lm), f"~{self.description}")
-
-    def __repr__(self) -> str:
-        return self.description
-
-
-@functools.lru_cache(maxsize=256)
-def lacks(chars: str) -> TokenConstraint:
-    """Tokens whose text contains none of the characters in ``chars``.
-
-    Calls with the same argument return the same object, so its masks are
-    computed once even when a program calls ``lacks`` at every step."""
-    if not isinstance(chars, str) or not chars:
-        raise ValueError(f"lacks() needs a non-empty string of characters, got {chars!r}")
-
-    def mask(lm):
-        texts = _vocab_array(lm)
-        ok = np.ones(len(texts), dtype=bool)
-        for ch in set(chars):
-            ok &= np.char.find(texts, ch) < 0
-        return ok
-
-    return TokenConstraint(mask, f"lacks({chars!r})")
-
-
-@functools.lru_cache(maxsize=256)
-def contains(text: str) -> TokenConstraint:
-    """Tokens whose text contains ``text`` as a substring (cached like ``lacks``)."""
-    if not isinstance(text, str) or not text:
-        raise ValueError(f"contains() needs a non-empty string, got {text!r}")
-    return TokenConstraint(
-        lambda lm: np.char.find(_vocab_array(lm), text) >= 0, f"contains({text!r})"
-    )
-
-
-def token_predicate(fn: Callable[[str], bool], name: str | None = None) -> TokenConstraint:
-    """Tokens whose text satisfies ``fn(text)``, evaluated once per token per
-    model *for this object*: build it once (e.g. in ``__init__``), not at
-    every step."""
-    if not callable(fn):
-        raise ValueError(f"token_predicate() needs a callable, got {fn!r}")
-    label = name or getattr(fn, "__name__", "predicate")
-
-    def mask(lm):
-        texts = list(lm.vocab)
-        texts[lm.eos_token_id] = ""
-        return np.fromiter((bool(fn(t)) for t in texts), dtype=bool, count=len(texts))
-
-    return TokenConstraint(mask, f"token_predicate({label})")
-
-
-def as_token_constraint(value) -> TokenConstraint:
-    """Coerce a constraint, a boolean mask or a predicate on token text."""
-    if isinstance(value, TokenConstraint):
-        return value
-    if isinstance(value, np.ndarray) or (
-        isinstance(value, (list, tuple)) and value and isinstance(value[0], (bool, np.bool_))
-    ):
-        arr = np.asarray(value, dtype=bool)
-        return TokenConstraint(lambda lm: arr, f"mask[{int(arr.sum())} of {len(arr)} allowed]")
-    if callable(value):
-        return token_predicate(value)
-    raise ValueError(
-        "a token constraint must be a ppl.TokenConstraint (e.g. ppl.lacks('e')), "
-        f"a boolean mask over the vocabulary, or a predicate on token text; got {value!r}"
-    )
-
-
-__all__ = ["TokenConstraint", "lacks", "contains", "token_predicate", "as_token_constraint"]
+__all__ = [
+    "CheckedNextToken",
+    "ConstraintError",
+    "ConstraintState",
+    "Potential",
+    "SequenceConstraint",
+    "TokenConstraint",
+    "as_token_constraint",
+    "awrs",
+    "choice",
+    "contains",
+    "grammar",
+    "json_schema",
+    "lacks",
+    "llg_tokenizer",
+    "matches_token",
+    "potential",
+    "regex",
+    "token_predicate",
+]
