@@ -118,6 +118,13 @@ class InferenceResult:
                 f.write(page)
         return page
 
+    def plot(self, path=None):
+        """ESS and the weight distribution per step (needs matplotlib); see
+        :func:`ppl.runtime.plots.plot`."""
+        from .plots import plot
+
+        return plot(self, path)
+
     def _repr_html_(self) -> str:
         from .html_report import render_summary
 

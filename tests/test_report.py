@@ -74,3 +74,17 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert "<svg" in dom
     console_errors = [l for l in done.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()]
     assert not console_errors, console_errors
+
+
+@pytest.mark.parametrize("history", [True, False])
+def test_plot(tmp_path, history):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    r = ppl.infer(Scored(toy_lm()), method="steer", n_particles=6, expand=3, seed=2, history=history)
+    fig = r.plot(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    ess_axis, weight_axis = fig.axes
+    assert list(ess_axis.lines[0].get_ydata()) == pytest.approx(r.ess)
+    assert "every step" in weight_axis.get_title() or "candidates" in weight_axis.get_title()
