@@ -391,13 +391,16 @@ def cmd_models(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    try:
-        bench = importlib.import_module("bench.runtime")
-    except ModuleNotFoundError:
+    """Run ``bench/runtime.py`` of the source tree in the current folder."""
+    root = Path.cwd()
+    if not (root / "bench" / "runtime.py").is_file():
         raise UsageError(
             "the runtime benchmark lives in the source tree (bench/runtime.py); "
             "run `ppl bench` from the repository root"
-        ) from None
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    bench = importlib.import_module("bench.runtime")
     return int(bench.main(args.bench_args) or 0)
 
 
@@ -448,16 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--debug", action="store_true", help="show full tracebacks")
     models.set_defaults(func=cmd_models)
 
-    bench = sub.add_parser("bench", help="run the runtime benchmark (from the source tree)")
+    bench = sub.add_parser(
+        "bench", help="run the runtime benchmark (from the source tree)", add_help=False,
+        description="Runs `python -m bench.runtime` with the given arguments (try `ppl bench --help`).",
+    )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for bench.runtime")
-    bench.add_argument("--debug", action="store_true", help="show full tracebacks")
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["bench"]:  # everything after `bench` belongs to bench.runtime
+        args = argparse.Namespace(func=cmd_bench, bench_args=argv[1:], debug=False)
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.func(args)
     except UsageError as exc:

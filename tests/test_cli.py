@@ -177,3 +177,18 @@ def test_check_command(steer_files, capsys, tmp_path):
     assert main(["check", str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{bad}:2:9: " in out and "1 error in" in out
+
+
+def test_bench_outside_the_source_tree(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--quick"]) == 2
+    assert "run `ppl bench` from the repository root" in capsys.readouterr().err
+
+
+def test_bench_passes_its_arguments_on(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "ppl.cli", "bench", "--help"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "--quick" in done.stdout and "--memory" in done.stdout
