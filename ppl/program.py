@@ -218,26 +218,23 @@ class ProgramModel(Model):
             self._trace.append(("observe_text", sig, log_p))
         return log_p
 
-    def condition(self, ok) -> None:
+    def _scored(self, primitive: str, value, apply) -> None:
+        """``condition`` / ``factor`` / ``twist``: recorded with their value
+        when live, compared with the recording (and not applied) in replay."""
         if self._replaying:
-            self._replay("condition", (), bool(ok))
+            self._replay(primitive, (), value)
             return
-        self._trace.append(("condition", (), bool(ok)))
-        super().condition(ok)
+        self._trace.append((primitive, (), value))
+        apply(value)
+
+    def condition(self, ok) -> None:
+        self._scored("condition", bool(ok), super().condition)
 
     def factor(self, log_w: float) -> None:
-        if self._replaying:
-            self._replay("factor", (), float(log_w))
-            return
-        self._trace.append(("factor", (), float(log_w)))
-        super().factor(log_w)
+        self._scored("factor", float(log_w), super().factor)
 
     def twist(self, log_w: float) -> None:
-        if self._replaying:
-            self._replay("twist", (), float(log_w))
-            return
-        self._trace.append(("twist", (), float(log_w)))
-        super().twist(log_w)
+        self._scored("twist", float(log_w), super().twist)
 
     # -- results -------------------------------------------------------------------
     def result_key(self):
