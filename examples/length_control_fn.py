@@ -1,0 +1,57 @@
+"""Length control as a ``@ppl.program`` function: exactly N words ending in a
+full stop (the decorator form of examples/length_control.py; the DSL form is
+examples/length_control.steer).
+
+What it shows: the same target as the class form, each token drawn by AWRS
+against "one sentence of at most n words, no space after the n-th", the
+n-th word must end within three tokens, and the program returns
+as soon as the text has n words and ends in "."; running out of tokens first
+kills the particle (``ppl.condition(False)``).
+
+Good output: texts of exactly ``n`` words, the last ending with ".".
+
+Run: ppl run examples/length_control_fn.py --particles 8 --expand 3 --seed 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ppl
+
+
+def length_ok(text: str, n: int) -> bool:
+    """At most ``n`` words, no newline, "!", "?" or "..", no space after the
+    ``n``-th word, and a full stop only in the ``n``-th word."""
+    words = text.split()
+    if len(words) > n or ".." in text or any(c in text for c in "\n!?"):
+        return False
+    if len(words) == n and text[-1:].isspace():
+        return False
+    return all("." not in w for w in words[: n - 1])
+
+
+def _plain(lm) -> np.ndarray:
+    mask = ppl.lacks("\n").mask(lm).copy()
+    mask[lm.eos_token_id] = False
+    for t in getattr(lm, "special_ids", ()):
+        mask[t] = False
+    return mask
+
+
+PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no newline, EOS or specials)")
+
+
+@ppl.program
+async def exactly_n_words(lm, prompt: str = "A sentence about the walk home:\n",
+                          n: int = 12, max_tokens: int = 40):
+    ctx = lm.context(prompt)
+    tail = 0  # tokens spent on the n-th word
+    for _ in range(max_tokens):
+        await ppl.sample(ctx.next_token().where(PLAIN).where_checked(lambda t: length_ok(t, n)))
+        words = ctx.text.split()
+        if len(words) == n and ctx.text.endswith("."):
+            return ctx.text
+        tail += len(words) == n
+        ppl.condition(tail <= 3)  # the n-th word must end within three tokens
+    ppl.condition(False)

@@ -1,0 +1,41 @@
+"""Lipogram as a ``@ppl.program`` function: continue a prompt without the
+letter "e" (the decorator form of examples/lipogram.py and
+examples/lipogram.steer).
+
+What it shows: the three front-ends side by side. The body is plain
+generation code: each ``ppl.sample`` of a next token conditioned on
+``lacks("eE")`` (special tokens excluded) is one SMC step, and the particle's
+weight is multiplied by the mass the model put on tokens without "e".
+
+Good output: continuations with no "e" or "E" in the generated text, the most
+probable first; finite, negative log Z.
+
+Run: ppl run examples/lipogram_fn.py --particles 8 --expand 3 --seed 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ppl
+
+
+def _no_e(lm) -> np.ndarray:
+    """Tokens without "e"/"E"; EOS stays allowed, other special tokens do not."""
+    mask = ppl.lacks("eE").mask(lm).copy()
+    for t in getattr(lm, "special_ids", ()):
+        mask[t] = t == lm.eos_token_id
+    return mask
+
+
+NO_E = ppl.TokenConstraint(_no_e, 'lacks("eE"), no special tokens')
+
+
+@ppl.program
+async def lipogram(lm, prompt: str = "My favorite writer is", n: int = 24):
+    ctx = lm.context(prompt)
+    for _ in range(n):
+        tok = await ppl.sample(ctx.next_token().where(NO_E))
+        if tok.is_eos or tok.text.strip().endswith("."):
+            break
+    return ctx.text

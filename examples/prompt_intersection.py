@@ -1,0 +1,65 @@
+"""Prompt intersection: one continuation that two different prompts must
+both explain.
+
+What it shows: two contexts on the same model, driven by one token stream.
+Each token is sampled from the first context and *observed* on the second,
+so the particle's weight is multiplied by the second context's probability
+of the same token. The target is proportional to
+``p(s | prompt 1) * p(s | prompt 2)``: texts that are likely continuations of
+both prompts. Greedy or beam search on one prompt cannot do this, and
+sampling from one prompt rarely finds the overlap.
+
+Good output: a continuation that fits both prompts, e.g. for "My favourite
+physicist is" and "My favourite writer is", a person known for both (the
+classic answer is Richard Feynman, who wrote popular books); a 135M model
+often settles for a generic phrase that suits both. Both contexts hold the
+same generated text in every particle.
+
+Run: ppl run examples/prompt_intersection.py --particles 8 --expand 3 --seed 0
+Also written as examples/prompt_intersection_fn.py and
+examples/prompt_intersection.steer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ppl
+
+
+def _plain(lm) -> np.ndarray:
+    """No special tokens except EOS, no newline."""
+    mask = ppl.lacks("\n").mask(lm).copy()
+    for t in getattr(lm, "special_ids", ()):
+        mask[t] = t == lm.eos_token_id
+    return mask
+
+
+PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no specials, no newline)")
+
+
+class PromptIntersection(ppl.Model):
+    """Sample from ``prompt_a``'s context, observe the same token on ``prompt_b``'s."""
+
+    def __init__(self, lm, prompt_a: str = "My favourite physicist is probably",
+                 prompt_b: str = "My favourite writer is probably", n: int = 12):
+        super().__init__()
+        self.a = lm.context(prompt_a)
+        self.b = lm.context(prompt_b)
+        self.left = n
+
+    async def step(self):
+        tok = await self.sample(self.a.next_token().where(PLAIN))
+        await self.observe(self.b.next_token(), tok)
+        self.left -= 1
+        if tok.is_eos or self.left == 0 or tok.text.rstrip().endswith((".", ",")):
+            self.finish()
+
+    def result_key(self):
+        return self.a.text
+
+
+if __name__ == "__main__":
+    from ppl.cli import main
+
+    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0"]))
