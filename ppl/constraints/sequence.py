@@ -216,19 +216,10 @@ def grammar(lark_text: str, *, fast_forward: bool = False) -> SequenceConstraint
 
 
 def _shipped():
-    """The ``ppl.grammar`` package of shipped ``.lark`` files (looked up by
-    module name: ``ppl.grammar`` the attribute may be this module's
-    ``grammar`` function once the package exports it)."""
+    """The ``ppl.grammar`` package of shipped ``.lark`` files."""
     import importlib
 
     return importlib.import_module("ppl.grammar")
-
-
-# ``ppl.grammar`` may name this function (the package's export) rather than the
-# package of grammar files; these keep ``ppl.grammar.read("json")`` working.
-grammar.read = lambda name: _shipped().read(name)  # type: ignore[attr-defined]
-grammar.available = lambda: _shipped().available()  # type: ignore[attr-defined]
-grammar.path = lambda name: _shipped().path(name)  # type: ignore[attr-defined]
 
 
 def json_schema(
