@@ -386,7 +386,7 @@ def test_shipped_grammars_compile():
         if name == "steer":
             continue  # the DSL's own grammar, read by lark, not a generation target
         c = grammar(name)
-        assert grammar.read(name) == shipped.read(name)
+        assert ppl.grammar is shipped and ppl.grammar(name).description == c.description
         parser = lark.Lark(shipped.read(name))
         for text in examples.get(name, []):
             parser.parse(text)  # lark reads the same file
