@@ -29,8 +29,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import numpy as np
-
 import ppl
 
 PATTERN = (5, 7, 5)
@@ -119,15 +117,8 @@ def is_haiku(text: str, pattern=PATTERN) -> bool:
     return len(lines) == len(pattern) and all(syllables(l) == n for l, n in zip(lines, pattern))
 
 
-def _plain(lm) -> np.ndarray:
-    """No special tokens except EOS."""
-    mask = np.ones(len(lm.vocab), dtype=bool)
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "no special tokens")
+# No special tokens except EOS.
+PLAIN = ppl.no_special()
 
 
 class Haiku(ppl.Model):

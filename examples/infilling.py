@@ -22,24 +22,14 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 import ppl
 
 TEMPLATE = "Once upon a time, a little ___ lived in a ___. Every morning, she ___."
 GAP = "___"
 
 
-def _gap_tokens(lm) -> np.ndarray:
-    """Tokens allowed in a gap: no newline, no EOS, no special tokens."""
-    mask = ppl.lacks("\n").mask(lm).copy()
-    mask[lm.eos_token_id] = False
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = False
-    return mask
-
-
-GAP_TOKENS = ppl.TokenConstraint(_gap_tokens, "gap tokens (no newline, EOS or specials)")
+# Tokens allowed in a gap: no newline, no EOS, no special tokens.
+GAP_TOKENS = ppl.lacks("\n") & ppl.no_special() & ppl.not_eos()
 
 
 def fills(template: str, text: str) -> bool:

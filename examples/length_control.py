@@ -19,8 +19,6 @@ Also written as examples/length_control_fn.py and examples/length_control.steer.
 
 from __future__ import annotations
 
-import numpy as np
-
 import ppl
 
 
@@ -42,16 +40,8 @@ def is_done(text: str, n: int) -> bool:
     return len(text.split()) == n and text.endswith(".")
 
 
-def _plain(lm) -> np.ndarray:
-    """No newline, no EOS, no special tokens: the text ends at its full stop."""
-    mask = ppl.lacks("\n").mask(lm).copy()
-    mask[lm.eos_token_id] = False
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = False
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no newline, EOS or specials)")
+# No newline, no EOS, no special tokens: the text ends at its full stop.
+PLAIN = ppl.lacks("\n") & ppl.no_special() & ppl.not_eos()
 
 
 class LengthControl(ppl.Model):

@@ -15,8 +15,6 @@ Run: ppl run examples/length_control_fn.py --particles 8 --expand 3 --seed 0
 
 from __future__ import annotations
 
-import numpy as np
-
 import ppl
 
 
@@ -31,15 +29,7 @@ def length_ok(text: str, n: int) -> bool:
     return all("." not in w for w in words[: n - 1])
 
 
-def _plain(lm) -> np.ndarray:
-    mask = ppl.lacks("\n").mask(lm).copy()
-    mask[lm.eos_token_id] = False
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = False
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no newline, EOS or specials)")
+PLAIN = ppl.lacks("\n") & ppl.no_special() & ppl.not_eos()
 
 
 @ppl.program

@@ -15,20 +15,11 @@ Run: ppl run examples/lipogram_fn.py --particles 8 --expand 3 --seed 0
 
 from __future__ import annotations
 
-import numpy as np
-
 import ppl
 
 
-def _no_e(lm) -> np.ndarray:
-    """Tokens without "e"/"E"; EOS stays allowed, other special tokens do not."""
-    mask = ppl.lacks("eE").mask(lm).copy()
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-NO_E = ppl.TokenConstraint(_no_e, 'lacks("eE"), no special tokens')
+# Tokens without "e"/"E"; EOS stays allowed, other special tokens do not.
+NO_E = ppl.lacks("eE") & ppl.no_special()
 
 
 @ppl.program

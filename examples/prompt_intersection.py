@@ -22,20 +22,11 @@ examples/prompt_intersection.steer.
 
 from __future__ import annotations
 
-import numpy as np
-
 import ppl
 
 
-def _plain(lm) -> np.ndarray:
-    """No special tokens except EOS, no newline."""
-    mask = ppl.lacks("\n").mask(lm).copy()
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no specials, no newline)")
+# No special tokens except EOS, no newline.
+PLAIN = ppl.lacks("\n") & ppl.no_special()
 
 
 class PromptIntersection(ppl.Model):

@@ -16,19 +16,10 @@ Run: ppl run examples/prompt_intersection_fn.py --particles 8 --expand 3 --seed 
 
 from __future__ import annotations
 
-import numpy as np
-
 import ppl
 
 
-def _plain(lm) -> np.ndarray:
-    mask = ppl.lacks("\n").mask(lm).copy()
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no specials, no newline)")
+PLAIN = ppl.lacks("\n") & ppl.no_special()
 
 
 @ppl.program

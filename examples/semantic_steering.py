@@ -80,14 +80,7 @@ def similarity(text: str, topic: str) -> float:
     return float(np.dot(a, b))
 
 
-def _plain(lm) -> np.ndarray:
-    mask = np.ones(len(lm.vocab), dtype=bool)
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "no special tokens")
+PLAIN = ppl.no_special()
 
 
 class SemanticStory(ppl.Model):

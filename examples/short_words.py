@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 import ppl
 
 MAX_LETTERS = 5
@@ -36,15 +34,8 @@ def short_words(text: str, limit: int = MAX_LETTERS) -> bool:
     return all(len(w) <= limit for w in WORD.findall(text))
 
 
-def _plain(lm) -> np.ndarray:
-    """Every token except special ones (EOS stays allowed) and newlines."""
-    mask = ppl.lacks("\n").mask(lm).copy()
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no specials, no newline)")
+# Every token except special ones (EOS stays allowed) and newlines.
+PLAIN = ppl.lacks("\n") & ppl.no_special()
 
 
 class ShortWords(ppl.Model):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 import ppl
 
 WORD = re.compile(r"[A-Za-z]+")
@@ -29,14 +27,7 @@ def short_words(text: str) -> bool:
     return all(len(w) <= 5 for w in WORD.findall(text))
 
 
-def _plain(lm) -> np.ndarray:
-    mask = ppl.lacks("\n").mask(lm).copy()
-    for t in getattr(lm, "special_ids", ()):
-        mask[t] = t == lm.eos_token_id
-    return mask
-
-
-PLAIN = ppl.TokenConstraint(_plain, "plain tokens (no specials, no newline)")
+PLAIN = ppl.lacks("\n") & ppl.no_special()
 
 
 @ppl.program

@@ -266,3 +266,17 @@ def test_scheduler_failure_reaches_every_waiter():
 
     out = asyncio.run(two())
     assert all(isinstance(o, RuntimeError) for o in out)
+
+
+def test_no_special_and_not_eos():
+    lm = toy_lm()
+    assert ppl.no_special().mask(lm).all()  # a ToyLM has no special tokens
+    assert ppl.not_eos().mask(lm).tolist() == [True, True, True, False]
+
+    class WithSpecials(ppl.ToyLM):
+        special_ids = frozenset({1, 3})  # 3 is EOS
+
+    special = WithSpecials(["a", "b", "c", "<eos>"], lambda p: [0.25] * 4)
+    assert ppl.no_special().mask(special).tolist() == [True, False, True, True]  # EOS stays
+    assert (ppl.lacks("c") & ppl.no_special() & ppl.not_eos()).mask(special).tolist() == [True, False, False, False]
+    assert ppl.no_special() is ppl.no_special()

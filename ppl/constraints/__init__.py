@@ -1,7 +1,8 @@
 """Constraints: token-level masks, sequence constraints with state, AWRS, and
 soft potentials.
 
-- :mod:`.token`: ``lacks``, ``contains``, ``matches_token``, ``token_predicate``:
+- :mod:`.token`: ``lacks``, ``contains``, ``matches_token``, ``token_predicate``,
+  ``no_special``, ``not_eos``:
   boolean masks over a vocabulary, for ``ctx.next_token().where(...)``;
 - :mod:`.sequence`: ``regex``, ``grammar``, ``json_schema``, ``choice``:
   languages of whole texts, attached to a context with
@@ -30,6 +31,8 @@ from .token import (
     contains,
     lacks,
     matches_token,
+    no_special,
+    not_eos,
     token_predicate,
 )
 
@@ -49,6 +52,8 @@ __all__ = [
     "lacks",
     "llg_tokenizer",
     "matches_token",
+    "no_special",
+    "not_eos",
     "potential",
     "regex",
     "token_predicate",

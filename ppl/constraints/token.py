@@ -117,6 +117,33 @@ def matches_token(pattern: str) -> TokenConstraint:
     return TokenConstraint(mask, f"matches_token({pattern!r})")
 
 
+@functools.lru_cache(maxsize=1)
+def no_special() -> TokenConstraint:
+    """Every token except the model's special tokens (``lm.special_ids``, e.g.
+    chat-template markers); EOS stays allowed. Models without special tokens
+    (``ppl.ToyLM``) allow everything."""
+
+    def mask(lm):
+        ok = np.ones(lm.vocab_size, dtype=bool)
+        special = [t for t in getattr(lm, "special_ids", ()) if t != lm.eos_token_id]
+        ok[special] = False
+        return ok
+
+    return TokenConstraint(mask, "no_special()")
+
+
+@functools.lru_cache(maxsize=1)
+def not_eos() -> TokenConstraint:
+    """Every token except EOS: the text may not end here."""
+
+    def mask(lm):
+        ok = np.ones(lm.vocab_size, dtype=bool)
+        ok[lm.eos_token_id] = False
+        return ok
+
+    return TokenConstraint(mask, "not_eos()")
+
+
 def token_predicate(fn: Callable[[str], bool], name: str | None = None) -> TokenConstraint:
     """Tokens whose text satisfies ``fn(text)``, evaluated once per token per
     model *for this object*: build it once (e.g. in ``__init__``), not at
@@ -151,6 +178,8 @@ def as_token_constraint(value) -> TokenConstraint:
 
 
 __all__ = [
+    "no_special",
+    "not_eos",
     "TokenConstraint",
     "lacks",
     "contains",
