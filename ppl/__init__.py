@@ -15,7 +15,6 @@ from .constraints import (
     Potential,
     SequenceConstraint,
     TokenConstraint,
-    awrs,
     choice,
     contains,
     json_schema,
@@ -31,20 +30,31 @@ from .context import LMContext
 from .distributions import (
     Bernoulli,
     Categorical,
+    CheckedNextToken,
     ConditionedNextToken,
     Distribution,
     Geometric,
     NextToken,
+    TextContinuation,
     Token,
+    awrs,
 )
-from .errors import InferenceError, ModelError, NestedEventLoopError, PPLError, WeightError
+from .errors import (
+    BackendError,
+    InferenceError,
+    ModelError,
+    ModelLoadError,
+    NestedEventLoopError,
+    PPLError,
+    WeightError,
+)
 from .dsl import builtin, compile, load  # noqa: A004 - ppl.compile/ppl.load read .steer programs
 from .model import Model
 from .primitives import condition, factor, observe, sample, twist
 from .program import ProgramModel, program
 from .runtime import InferenceResult, LanguageModel
 from .runtime.backends import ToyLM
-from .runtime.smc import importance_sampling, infer, smc_standard, smc_steer
+from .runtime.inference import importance_sampling, infer, smc_standard, smc_steer
 
 __version__ = "0.1.0"
 
@@ -60,8 +70,12 @@ def load_lm(name_or_path=None, *, device=None, dtype=None, memory_budget_bytes=N
 
 
 __all__ = [
+    "BackendError",
     "Bernoulli",
+    "CheckedNextToken",
     "ConstraintError",
+    "ModelLoadError",
+    "TextContinuation",
     "Potential",
     "SequenceConstraint",
     "awrs",

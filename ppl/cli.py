@@ -29,222 +29,21 @@ missing file, an unknown program name, a bad ``--arg``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
-import json
+import asyncio
+import importlib
 import math
 import sys
-import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .errors import PPLError
+from .errors import PPLError, UsageError
+from .program_files import ProgramFailed, build_arguments, find_program, import_extensions, load_module
+from .runtime.inference import get_method, methods
+from .runtime.observers import Progress
+from .runtime.resampling import RESAMPLERS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(PPLError):
-    """Bad command-line input (exit status 2)."""
-
-
-# -- finding and building the program ---------------------------------------------
-
-
-def _load_module(path: Path):
-    """Import a Python file once per process (a second ``--import`` of the
-    same file must not register its builtins twice)."""
-    import hashlib
-
-    resolved = path.resolve()
-    name = f"ppl_user_{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{path}: not a Python file that can be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
-
-
-def _programs_in(module) -> dict[str, Any]:
-    from .model import Model
-    from .program import ProgramModel
-
-    found = {}
-    for name, obj in vars(module).items():
-        if getattr(obj, "__ppl_program__", False):
-            found[name] = obj
-        elif (
-            inspect.isclass(obj)
-            and issubclass(obj, Model)
-            and obj not in (Model, ProgramModel)
-            and obj.__module__ == module.__name__
-        ):
-            found[name] = obj
-    return found
-
-
-def _load_steer(path: Path, max_steps: int | None):
-    from .dsl import DEFAULT_MAX_STEPS, DSLError, load
-
-    try:
-        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS)
-    except DSLError as exc:
-        raise ProgramFailed(str(exc)) from None
-
-
-def import_extensions(names: list[str]) -> None:
-    """``--import``: modules by name, or ``.py`` files by path (for ``@ppl.builtin``)."""
-    for name in names:
-        try:
-            if name.endswith(".py"):
-                path = Path(name)
-                if not path.is_file():
-                    raise UsageError(f"--import {name}: no such file")
-                _load_module(path)
-            else:
-                importlib.import_module(name)
-        except PPLError:
-            raise
-        except ModuleNotFoundError as exc:
-            raise UsageError(f"--import {name}: {exc}") from None
-        except Exception as exc:
-            raise ProgramFailed(f"--import {name}: importing it raised {type(exc).__name__}: {exc}") from exc
-
-
-def find_program(spec: str, max_steps: int | None = None) -> tuple[Path, str, Any, Any]:
-    """``file.steer``, ``file.py`` or ``file.py:name`` -> (path, name, program, module)."""
-    path_text, _, name = spec.partition(":") if ":" in Path(spec).name else (spec, "", "")
-    path = Path(path_text)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    if path.suffix == ".steer":
-        program = _load_steer(path, max_steps)
-        return path, program.name, program, None
-    if path.suffix != ".py":
-        raise UsageError(f"{path}: expected a .steer program or a Python file (.py) holding one")
-    try:
-        module = _load_module(path)
-    except PPLError:
-        raise
-    except Exception as exc:
-        raise ProgramFailed(f"{path}: importing the file raised {type(exc).__name__}: {exc}") from exc
-    programs = _programs_in(module)
-    if not programs:
-        raise UsageError(
-            f"{path}: no steering program found (expected a @ppl.program function "
-            "or a ppl.Model subclass)"
-        )
-    if name:
-        if name not in programs:
-            raise UsageError(
-                f"{path}: no program named {name!r}; programs in the file: {', '.join(sorted(programs))}"
-            )
-        return path, name, programs[name], module
-    if len(programs) > 1:
-        raise UsageError(
-            f"{path}: several programs ({', '.join(sorted(programs))}); pick one with {path}:NAME"
-        )
-    ((name, program),) = programs.items()
-    return path, name, program, module
-
-
-class ProgramFailed(PPLError):
-    """The program or the run failed (exit status 1)."""
-
-
-def _signature(program) -> inspect.Signature:
-    if inspect.isclass(program):
-        return inspect.signature(program.__init__)
-    return inspect.signature(getattr(program, "__wrapped__", program))
-
-
-def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> Any:
-    convert = getattr(program, "convert_arg", None)
-    if convert is not None:  # .steer programs convert by their declared types
-        from .dsl import DSLError
-
-        try:
-            return convert(name, text)
-        except DSLError as exc:
-            raise UsageError(f"--arg {name}={text}: {exc}") from None
-    kind = param.annotation if param.annotation is not inspect.Parameter.empty else None
-    if isinstance(kind, str):  # postponed annotations
-        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind)
-    if kind is None and param.default is not inspect.Parameter.empty and param.default is not None:
-        kind = type(param.default)
-    try:
-        if kind is bool:
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if kind in (int, float):
-            return kind(text)
-    except ValueError as exc:
-        raise UsageError(f"--arg {name}={text}: not a valid {kind.__name__} ({exc})") from None
-    return text
-
-
-def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict, bool]:
-    """Parse ``NAME=VALUE`` strings against the program's parameters.
-    Returns (positional, keyword, wants_lm)."""
-    params = [p for p in _signature(program).parameters.values() if p.name != "self"]
-    wants_lm = bool(params) and params[0].name == "lm"
-    by_name = {p.name: p for p in (params[1:] if wants_lm else params)}
-    kwargs: dict[str, Any] = {}
-    for item in raw_args:
-        key, eq, text = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--arg {item!r}: expected NAME=VALUE")
-        if key not in by_name:
-            raise UsageError(
-                f"--arg {key}: {name} has no parameter {key!r}; its parameters are: "
-                + (", ".join(by_name) or "(none)")
-            )
-        kwargs[key] = _convert(key, text, by_name[key], program)
-    missing = [
-        p.name for p in by_name.values()
-        if p.default is inspect.Parameter.empty and p.name not in kwargs
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    if missing:
-        raise UsageError(f"{name} needs --arg for: {', '.join(missing)}")
-    return [], kwargs, wants_lm
-
-
-# -- progress and output -------------------------------------------------------------
-
-
-class Progress:
-    """One status line on stderr, rewritten after every step."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.t0, self.shown = stream, time.perf_counter(), False
-
-    def __call__(self, info: dict) -> None:
-        elapsed = time.perf_counter() - self.t0
-        rate = info.get("particle_steps", 0) / elapsed if elapsed > 0 else 0.0
-        self.stream.write(
-            f"\rstep {info['step']:4d} | live {info['live']:4d}/{info['n_particles']} | "
-            f"ESS {info['ess']:7.2f} | {rate:8.1f} particle-steps/s"
-        )
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _shorten(text: str, width: int = 70) -> str:
@@ -288,7 +87,7 @@ def _make_lm(args, module):
         path = Path(args.model)
         if not path.is_file():
             raise UsageError(f"--model {path}: no such file")
-        make = getattr(_load_module(path), "make_lm", None)
+        make = getattr(load_module(path), "make_lm", None)
         if not callable(make):
             raise UsageError(f"--model {path}: the file defines no make_lm() function")
         return make()
@@ -302,9 +101,14 @@ def _make_lm(args, module):
         raise ProgramFailed(f"could not load the model {args.model or '(default)'}: {exc}") from exc
 
 
-def cmd_run(args) -> int:
-    from .runtime.smc import METHODS
+def _method_options(args) -> dict[str, Any]:
+    """The options of ``--method`` that the command line sets: every option
+    the method declares that has a command-line flag of the same name."""
+    method = get_method(args.method)
+    return {name: getattr(args, name) for name in method.options if hasattr(args, name)}
 
+
+def cmd_run(args) -> int:
     import_extensions(args.imports)
     path, name, program, module = find_program(args.program, args.max_steps)
     _, kwargs, wants_lm = build_arguments(program, name, args.arg)
@@ -315,18 +119,12 @@ def cmd_run(args) -> int:
         raise UsageError(f"{path}: {exc}") from None
     except Exception as exc:
         raise ProgramFailed(f"{path}: building {name} raised {type(exc).__name__}: {exc}") from exc
-    options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed}
+    options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed, **_method_options(args)}
     extra: dict[str, Any] = {"history": bool(args.html)}
-    if args.method == "steer":
-        options["expand"] = args.expand
-    elif args.method == "smc":
-        options.update(ess_threshold=args.ess_threshold, resampling=args.resampling)
     show_progress = not args.quiet and sys.stderr.isatty()
     progress = Progress() if show_progress else None
-    import asyncio
-
     try:
-        result = asyncio.run(METHODS[args.method](model, **options, **extra, observer=progress))
+        result = asyncio.run(get_method(args.method).run(model, **options, **extra, observer=progress))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     except PPLError as exc:
@@ -419,14 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a module or .py file registering @ppl.builtin functions (repeatable)")
     run.add_argument("--max-steps", type=int, default=None, metavar="N",
                      help="per-particle step limit for .steer programs (4096)")
-    run.add_argument("--method", choices=["steer", "smc", "is"], default="steer",
-                     help="SMC steering, standard SMC or importance sampling (default: steer)")
+    run.add_argument("--method", choices=list(methods()), default="steer", metavar="METHOD",
+                     help="; ".join(f"{m.name}: {m.summary}" for m in methods().values())
+                     + " (default: steer)")
     run.add_argument("--particles", type=int, default=16, metavar="N", help="number of particles (16)")
     run.add_argument("--expand", type=int, default=3, metavar="K", help="expansion factor for steer (3)")
     run.add_argument("--ess-threshold", type=float, default=0.5, metavar="X",
                      help="resample when ESS < X*N, for smc (0.5)")
     run.add_argument("--resampling", default="systematic", metavar="NAME",
-                     help="multinomial, stratified, systematic or residual, for smc")
+                     help=f"the resampling scheme of smc: {', '.join(sorted(RESAMPLERS))} (systematic)")
     run.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
     run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
                      help="language model: a transformers folder, .gguf file or hub id, or a .py "

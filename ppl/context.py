@@ -22,8 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .distributions import NextToken, Token
+from .constraints.sequence import ConstraintError, ConstraintState, SequenceConstraint
+from .distributions import NextToken, TextContinuation, Token
 from .errors import ModelError
+from .primitives import observe
 
 
 class LMContext:
@@ -131,8 +133,6 @@ class LMContext:
         what was generated already) to ``constraint``'s language; returns the
         context. If the text so far is already no viable prefix, the context
         is dead: its next constrained sample weighs zero."""
-        from .constraints.sequence import ConstraintError, ConstraintState, SequenceConstraint
-
         if not isinstance(constraint, SequenceConstraint):
             raise ConstraintError(
                 "a context constraint must be a sequence constraint (ppl.regex(...), "
@@ -146,6 +146,12 @@ class LMContext:
         else:
             self._state = self._state.with_constraint(constraint, done)
         return self
+
+    @property
+    def constraint_state(self) -> ConstraintState | None:
+        """The parser state of the context's sequence constraints (``None``
+        without any): immutable, shared with clones."""
+        return self._state
 
     @property
     def constraints(self) -> tuple:
@@ -175,22 +181,9 @@ class LMContext:
         """Observe ``text``, one token after another (the model's own
         tokenisation of ``text``): the weight is multiplied by
         ``prod_i p(t_i | prefix, t_<i)``. All the token requests go to the model
-        in one batch. Returns the log-probability added."""
-        from .model import _current_particle  # the particle running this step
-        from .program import step_boundary
-
-        await step_boundary()
-        return await _current_particle("ctx.observe_text()")._observe_text(self, text)
-
-    async def _text_logprob(self, token_ids: Sequence[int]) -> float:
-        """``sum_i log p(t_i | prefix, t_<i)``, every prefix in one batch."""
-        if not token_ids:
-            return 0.0
-        if self._state is not None and not self._state.allows(token_ids):
-            return -float("inf")  # the constraint refuses the text: weight zero
-        prefixes = [self._ids + tuple(token_ids[:i]) for i in range(len(token_ids))]
-        rows = await self.lm.next_token_logprobs_many(prefixes)
-        return float(sum(float(row[t]) for row, t in zip(rows, token_ids)))
+        in one batch. Returns the log-probability added. The same as
+        ``await ppl.observe(TextContinuation(ctx), text)``."""
+        return await observe(TextContinuation(self), text)
 
     def __repr__(self) -> str:
         text = self.text

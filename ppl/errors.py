@@ -1,5 +1,27 @@
-"""Exceptions raised by ppl. Every error a user can cause derives from
-:class:`PPLError`; input that is simply out of range raises ``ValueError``."""
+"""Every exception ppl raises on purpose, in one tree.
+
+A leaf module: it imports nothing from ppl, so the language, the runtime and
+the backends can all use it (the one language module the runtime may import).
+Every error a user can cause derives from :class:`PPLError`; several also
+derive from the builtin they refine (``ValueError``, ``RuntimeError``) so
+that code written against the builtins keeps working.
+
+::
+
+    PPLError
+    ├── ModelError                 a primitive used wrongly by a program
+    │   └── WeightError            a NaN or +inf log weight
+    ├── InferenceError             a particle's program raised during inference
+    ├── NestedEventLoopError       ppl.infer() inside a running event loop
+    ├── ConstraintError            a constraint that cannot be built or used
+    ├── BackendError               a language-model backend failed
+    │   ├── ForwardError           the model's forward pass raised
+    │   ├── TokenIdError           a token id outside the vocabulary
+    │   └── ModelLoadError         a model or tokenizer could not be loaded
+    │       └── ModelNotInstalledError   the default model's package is missing
+    ├── UsageError                 bad command-line input (exit status 2)
+    └── DSLError (ppl.dsl.errors)  a located error in a .steer program
+"""
 
 from __future__ import annotations
 
@@ -29,3 +51,32 @@ class InferenceError(PPLError):
 
 class NestedEventLoopError(PPLError, RuntimeError):
     """``ppl.infer`` (synchronous) was called from inside a running event loop."""
+
+
+class ConstraintError(PPLError, ValueError):
+    """A constraint could not be built (bad pattern, grammar or schema) or
+    was used where it does not apply."""
+
+
+class BackendError(PPLError, RuntimeError):
+    """A language-model backend could not answer."""
+
+
+class ForwardError(BackendError):
+    """The model's forward pass raised; the message names the batch shape."""
+
+
+class TokenIdError(BackendError, ValueError):
+    """A prefix holds a token id outside the vocabulary."""
+
+
+class ModelLoadError(BackendError):
+    """A model or tokenizer could not be located or loaded."""
+
+
+class ModelNotInstalledError(ModelLoadError):
+    """The package that ships the default model is not installed."""
+
+
+class UsageError(PPLError):
+    """Bad command-line input (exit status 2)."""

@@ -22,49 +22,52 @@ and it is never stepped again. A NaN or ``+inf`` increment raises
 :class:`~ppl.errors.WeightError` naming the primitive.
 
 Cloning (for resampling and for the ``K`` children of SMC steering) copies the
-particle's attributes; language-model contexts copy only their handle and
-share their token sequence, and the language model itself is shared.
-Attributes named in ``shared_attributes`` are shared by reference, not copied.
+particle's attributes (``copy.deepcopy``), except what is a value: the
+language model, constraints, potentials and distributions return themselves
+from ``__deepcopy__`` and are shared; language-model contexts copy only their
+handle and share their token sequence and constraint state. Attributes named
+in ``shared_attributes`` are shared by reference, not copied.
 """
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Awaitable
 
 import numpy as np
 
 from .context import LMContext
 from .errors import ModelError, WeightError
+from .running import ParticleDied, current, running
 
-_particle: contextvars.ContextVar[tuple["Model", np.random.Generator] | None] = (
-    contextvars.ContextVar("ppl_particle", default=None)
-)
-
-
-class ParticleDied(BaseException):
-    """Raised inside a step when the particle's weight becomes zero; the
-    runtime catches it and marks the particle dead. A ``BaseException`` so that
-    a program's own ``except Exception`` does not swallow it."""
+__all__ = ["Model", "Site"]
 
 
-def _current_particle(primitive: str) -> "Model":
-    state = _particle.get()
-    if state is None:
-        raise ModelError(
-            f"{primitive} was called outside a running step: primitives only work "
-            "inside step() (or start()) while inference runs the program"
-        )
-    return state[0]
+@dataclass(frozen=True)
+class Site:
+    """One call of a primitive, as the program made it: ``kind`` is
+    ``"sample"``, ``"observe"``, ``"condition"``, ``"factor"`` or ``"twist"``;
+    ``dist`` and ``proposal`` are the distributions (sample, observe),
+    ``value`` the observed value or the score (the others)."""
+
+    kind: str
+    dist: Any = None
+    value: Any = None
+    proposal: Any = None
 
 
-def _current_rng(primitive: str) -> np.random.Generator:
-    state = _particle.get()
-    if state is None:
-        _current_particle(primitive)
-    return state[1]
+def _now(site_result: Awaitable) -> Any:
+    """Run a site that never waits (condition, factor, twist) to completion,
+    synchronously, and return its result."""
+    coro = site_result.__await__()
+    try:
+        next(coro)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise ModelError("a condition/factor/twist site waited on something; scored sites must not wait")
 
 
 class Model:
@@ -73,6 +76,11 @@ class Model:
     Subclass it, call ``super().__init__()``, and write ``async def step(self)``;
     call ``self.finish()`` when the particle is complete. ``async def start(self)``,
     if defined, runs once before the first step.
+
+    Every primitive becomes a :class:`Site` handed to one hook,
+    :meth:`_site`, which applies it (the weight rule of the module
+    docstring). Program forms that must interpret primitives differently
+    (``@ppl.program``'s record and replay) override that one method.
     """
 
     #: attribute names shared by reference between clones (e.g. a scoring model)
@@ -101,11 +109,48 @@ class Model:
     async def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define `async def step(self)`")
 
-    # -- primitives -------------------------------------------------------------
+    # -- primitives: each one site through the hook ---------------------------
     async def sample(self, dist, proposal=None) -> Any:
         """Draw a value; see the module docstring for the weight."""
         self._check_running("sample()")
-        rng = _current_rng("sample()")
+        return await self._site(Site("sample", dist, proposal=proposal))
+
+    async def observe(self, dist, value) -> float:
+        """Score ``value`` under ``dist``; returns the log-probability added."""
+        self._check_running("observe()")
+        return await self._site(Site("observe", dist, value=value))
+
+    def condition(self, ok) -> None:
+        """Keep the particle only if ``ok`` holds (weight times ``1[ok]``)."""
+        self._check_running("condition()")
+        _now(self._site(Site("condition", value=bool(ok))))
+
+    def factor(self, log_w: float) -> None:
+        """Multiply the weight by ``exp(log_w)``."""
+        self._check_running("factor()")
+        _now(self._site(Site("factor", value=float(log_w))))
+
+    def twist(self, log_w: float) -> None:
+        """Add ``log_w`` to the log weight now and take back the previous twist:
+        intermediate targets change, the final target does not."""
+        self._check_running("twist()")
+        _now(self._site(Site("twist", value=float(log_w))))
+
+    def finish(self) -> None:
+        """Mark the particle complete; the last twist is taken back."""
+        self.done = True
+        previous, self._twist_amount = self._twist_amount, 0.0
+        if previous not in (0.0, -math.inf):
+            self._add(-previous, "finish() taking back the last twist")
+
+    # -- the hook: how a site changes the particle --------------------------------
+    async def _site(self, site: Site) -> Any:
+        """Apply ``site`` to this particle and return the primitive's result."""
+        return await getattr(self, f"_apply_{site.kind}")(site)
+
+    async def _apply_sample(self, site: Site) -> Any:
+        dist, proposal = site.dist, site.proposal
+        rng = current().rng
         if proposal is None:
             # (x, w) properly weighted for p: exact (x ~ p/|p|, w = |p|) for
             # ordinary distributions, an unbiased estimate of |p| for AWRS
@@ -122,40 +167,22 @@ class Model:
         dist._commit(value)
         return value
 
-    async def observe(self, dist, value) -> float:
-        """Score ``value`` under ``dist``; returns the log-probability added."""
-        self._check_running("observe()")
+    async def _apply_observe(self, site: Site) -> float:
+        dist, value = site.dist, site.value
         log_p = float(await dist.log_prob(value))
         self._add(log_p, f"observe({dist!r}, {value!r})")
         dist._commit(value)
         return log_p
 
-    async def _observe_text(self, ctx: LMContext, text: str) -> float:
-        """``ctx.observe_text(text)`` on this particle (see :class:`LMContext`)."""
-        self._check_running("ctx.observe_text()")
-        ids = [int(t) for t in ctx.lm.encode(text)]
-        log_p = await ctx._text_logprob(ids)
-        for t in ids:
-            ctx._append(t)
-        self._add(log_p, f"ctx.observe_text({text!r})")
-        return log_p
-
-    def condition(self, ok) -> None:
-        """Keep the particle only if ``ok`` holds (weight times ``1[ok]``)."""
-        self._check_running("condition()")
-        if not ok:
+    async def _apply_condition(self, site: Site) -> None:
+        if not site.value:
             self._add(-math.inf, "condition(False)")
 
-    def factor(self, log_w: float) -> None:
-        """Multiply the weight by ``exp(log_w)``."""
-        self._check_running("factor()")
-        self._add(float(log_w), f"factor({log_w!r})")
+    async def _apply_factor(self, site: Site) -> None:
+        self._add(site.value, f"factor({site.value!r})")
 
-    def twist(self, log_w: float) -> None:
-        """Add ``log_w`` to the log weight now and take back the previous twist:
-        intermediate targets change, the final target does not."""
-        self._check_running("twist()")
-        log_w = float(log_w)
+    async def _apply_twist(self, site: Site) -> None:
+        log_w = site.value
         if math.isnan(log_w) or log_w == math.inf:
             raise WeightError(f"twist({log_w!r}) is not a valid log weight (NaN or +inf)")
         previous, self._twist_amount = self._twist_amount, log_w
@@ -163,17 +190,20 @@ class Model:
             return  # already dead; nothing to take back
         self._add(log_w - previous, f"twist({log_w!r})")
 
-    def finish(self) -> None:
-        """Mark the particle complete; the last twist is taken back."""
-        self.done = True
-        previous, self._twist_amount = self._twist_amount, 0.0
-        if previous not in (0.0, -math.inf):
-            self._add(-previous, "finish() taking back the last twist")
+    # -- the step boundary (only programs written as functions suspend) ------------
+    def _at_token_site(self) -> bool:
+        """Before a token primitive of the module-level API: whether this
+        particle must first wait for its next step. A class program's step is
+        its ``step()``: never."""
+        return False
+
+    def _resumed_at_token_site(self) -> None:
+        """Called when a particle suspended by :meth:`_at_token_site` resumes."""
 
     # -- machinery --------------------------------------------------------------
     def _check_running(self, primitive: str) -> None:
-        state = _particle.get()
-        if state is None or state[0] is not self:
+        state = current()
+        if state is None or state.particle is not self:
             raise ModelError(
                 f"{type(self).__name__}.{primitive} was called outside this particle's "
                 "running step: primitives only work inside step() (or start()) while "
@@ -202,20 +232,21 @@ class Model:
     async def advance(self, rng: np.random.Generator) -> None:
         """Run one step (preceded by ``start`` the first time) as this particle.
         Used by the inference algorithms."""
-        token = _particle.set((self, rng))
-        try:
-            if not self._started:
-                self._started = True
-                await self.start()
-            if not self.done:
-                self._steps += 1
-                await self.step()
-        except ParticleDied:
-            self.dead = True
-            self.done = True
-            self.log_weight = -math.inf
-        finally:
-            _particle.reset(token)
+        with running(self, rng):
+            try:
+                if not self._started:
+                    self._started = True
+                    await self.start()
+                if not self.done:
+                    self._steps += 1
+                    await self.step()
+            except ParticleDied:
+                self._die()
+
+    def _die(self) -> None:
+        self.dead = True
+        self.done = True
+        self.log_weight = -math.inf
 
     def contexts(self) -> list[LMContext]:
         """The language-model contexts held directly by this particle's attributes."""
@@ -232,3 +263,4 @@ class Model:
         public = {k: v for k, v in self.__dict__.items() if not k.startswith("_")
                   and k not in ("log_weight", "done", "dead")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in public.items())})"
+

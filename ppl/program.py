@@ -34,6 +34,12 @@ a different primitive, on a different distribution, or a ``factor`` with a
 different value than the parent did raises :class:`~ppl.errors.ModelError`.
 Replay costs time proportional to the trace, paid only by new clones;
 surviving particles keep running.
+
+Record and replay are one override of the primitives' hook,
+:meth:`ProgramModel._site` (the ``trace`` and ``replay`` handlers of an
+effect-handler language, fused): live, every site is applied and appended to
+the trace; replaying, every site is checked against the trace and answered
+from it.
 """
 
 from __future__ import annotations
@@ -41,28 +47,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from .distributions import NextToken
 from .errors import ModelError
-from .model import Model, ParticleDied, _particle
+from .model import Model, Site
+from .running import BOUNDARY, ParticleDied, running
 
-_BOUNDARY = object()  # what a suspended step yields to the driver
+__all__ = ["ProgramModel", "program"]
 
-
-class _StepBoundary:
-    """Awaiting this suspends the program until the particle's next step."""
-
-    def __await__(self):
-        yield _BOUNDARY
+_SCORED = ("factor", "twist", "condition")
 
 
-def _signature(dist) -> tuple:
-    """What replay compares to detect divergence (cheap, no model calls)."""
-    if isinstance(dist, NextToken):
-        constraint = getattr(dist, "constraint", None)
-        return ("next_token", len(dist.context.prefix_ids), repr(constraint) if constraint else None)
-    return (type(dist).__name__,)
+class TraceEntry(NamedTuple):
+    """One site as the live run made it: its kind, the signature of its
+    distribution (what replay compares) and its recorded value (the sampled
+    value, the observed log-probability, or the score)."""
+
+    kind: str
+    signature: tuple
+    value: Any
+
+
+def _signature(site: Site) -> tuple:
+    return site.dist.signature() if site.dist is not None else ()
 
 
 class ProgramModel(Model):
@@ -73,7 +80,7 @@ class ProgramModel(Model):
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self.program_name = fn.__name__
         self.value: Any = None
-        self._trace: list[tuple] = []  # (primitive, signature, value), in call order
+        self._trace: list[TraceEntry] = []
         self._coro = None
         self._replay_to = 0  # trace entries to replay before running live
         self._pos = 0  # next trace entry during replay
@@ -96,32 +103,28 @@ class ProgramModel(Model):
     async def advance(self, rng) -> None:
         if self.done:
             return
-        token = _particle.set((self, rng))
-        try:
-            if self._coro is None:
-                self._coro = self._fn(*self._args, **self._kwargs)
-                self._started = True
-                if self._replay_to:
-                    await self._run_until_boundary()
-                    if self._pos != self._replay_to:
-                        raise ModelError(
-                            f"replay of {self.program_name} ended after {self._pos} of "
-                            f"{self._replay_to} recorded primitives; programs must be "
-                            "deterministic given their sampled values"
-                        )
-            self._steps += 1
-            self._token_in_step = False
-            await self._run_until_boundary()
-        except ParticleDied:
-            self._close()
-            self.dead = True
-            self.done = True
-            self.log_weight = float("-inf")
-        except BaseException:
-            self._close()
-            raise
-        finally:
-            _particle.reset(token)
+        with running(self, rng):
+            try:
+                if self._coro is None:
+                    self._coro = self._fn(*self._args, **self._kwargs)
+                    self._started = True
+                    if self._replay_to:
+                        await self._run_until_boundary()
+                        if self._pos != self._replay_to:
+                            raise ModelError(
+                                f"replay of {self.program_name} ended after {self._pos} of "
+                                f"{self._replay_to} recorded primitives; programs must be "
+                                "deterministic given their sampled values"
+                            )
+                self._steps += 1
+                self._token_in_step = False
+                await self._run_until_boundary()
+            except ParticleDied:
+                self._close()
+                self._die()
+            except BaseException:
+                self._close()
+                raise
 
     async def _run_until_boundary(self) -> None:
         """Run the coroutine until it reaches a step boundary or returns,
@@ -141,7 +144,7 @@ class ProgramModel(Model):
                 self._coro = None
                 self.finish()
                 return
-            if yielded is _BOUNDARY:
+            if yielded is BOUNDARY:
                 return
             if yielded is None:  # a bare yield, e.g. asyncio.sleep(0)
                 continue
@@ -157,84 +160,48 @@ class ProgramModel(Model):
             self._coro.close()
             self._coro = None
 
-    # -- primitives: record when live, replay when cloning -------------------------
-    @property
-    def _replaying(self) -> bool:
-        return self._pos < self._replay_to
-
-    def _replay(self, primitive: str, signature: tuple, value: Any = None) -> Any:
-        recorded = self._trace[self._pos]
-        if recorded[0] != primitive or recorded[1] != signature or (
-            primitive in ("factor", "twist", "condition") and recorded[2] != value
-        ):
-            raise ModelError(
-                f"replay of {self.program_name} diverged at primitive #{self._pos + 1}: "
-                f"the original run called {recorded[0]}{recorded[1]} "
-                f"(value {recorded[2]!r}), the replay called {primitive}{signature}"
-                + (f" (value {value!r})" if primitive in ("factor", "twist", "condition") else "")
-                + "; programs must be deterministic given their sampled values"
-            )
-        self._pos += 1
-        return recorded[2]
-
-    def _claim_token_primitive(self) -> bool:
-        """At the start of a token primitive: ``True`` if this step already
-        had one, so the program must first wait for its next step."""
-        if self._replaying:
+    # -- the step boundary -----------------------------------------------------------
+    def _at_token_site(self) -> bool:
+        if self._pos < self._replay_to:
             return False  # pass through the boundaries the parent already passed
         if self._token_in_step:
             return True
         self._token_in_step = True
         return False
 
-    async def sample(self, dist, proposal=None):
-        sig = _signature(dist)
-        if self._replaying:
-            value = self._replay("sample", sig)
-            dist._commit(value)
-        else:
-            value = await super().sample(dist, proposal)
-            self._trace.append(("sample", sig, value))
-        return value
+    def _resumed_at_token_site(self) -> None:
+        self._token_in_step = True
 
-    async def observe(self, dist, value):
-        sig = _signature(dist)
-        if self._replaying:
-            log_p = self._replay("observe", sig)
-            dist._commit(value)
-        else:
-            log_p = await super().observe(dist, value)
-            self._trace.append(("observe", sig, log_p))
-        return log_p
+    # -- the hook: record when live, replay when cloning -------------------------------
+    async def _site(self, site: Site) -> Any:
+        if self._pos < self._replay_to:
+            return self._replay(site)
+        result = await super()._site(site)
+        recorded = site.value if site.kind in _SCORED else result
+        self._trace.append(TraceEntry(site.kind, _signature(site), recorded))
+        return result
 
-    async def _observe_text(self, ctx, text):
-        sig = ("observe_text", len(ctx.prefix_ids), text)
-        if self._replaying:
-            log_p = self._replay("observe_text", sig)
-            for t in ctx.lm.encode(text):
-                ctx._append(int(t))
-        else:
-            log_p = await super()._observe_text(ctx, text)
-            self._trace.append(("observe_text", sig, log_p))
-        return log_p
-
-    def _scored(self, primitive: str, value, apply) -> None:
-        """``condition`` / ``factor`` / ``twist``: recorded with their value
-        when live, compared with the recording (and not applied) in replay."""
-        if self._replaying:
-            self._replay(primitive, (), value)
-            return
-        self._trace.append((primitive, (), value))
-        apply(value)
-
-    def condition(self, ok) -> None:
-        self._scored("condition", bool(ok), super().condition)
-
-    def factor(self, log_w: float) -> None:
-        self._scored("factor", float(log_w), super().factor)
-
-    def twist(self, log_w: float) -> None:
-        self._scored("twist", float(log_w), super().twist)
+    def _replay(self, site: Site) -> Any:
+        """Check ``site`` against the trace and answer it from the recording:
+        the parent's sampled value, or its observed log-probability. Weights
+        are not touched (the clone copied the parent's)."""
+        entry = self._trace[self._pos]
+        signature = _signature(site)
+        scored = site.kind in _SCORED
+        if entry.kind != site.kind or entry.signature != signature or (scored and entry.value != site.value):
+            raise ModelError(
+                f"replay of {self.program_name} diverged at primitive #{self._pos + 1}: "
+                f"the original run called {entry.kind}{entry.signature} "
+                f"(value {entry.value!r}), the replay called {site.kind}{signature}"
+                + (f" (value {site.value!r})" if scored else "")
+                + "; programs must be deterministic given their sampled values"
+            )
+        self._pos += 1
+        if site.kind == "sample":
+            site.dist._commit(entry.value)
+        elif site.kind == "observe":
+            site.dist._commit(site.value)
+        return None if scored else entry.value
 
     # -- results -------------------------------------------------------------------
     def result_key(self):
@@ -246,24 +213,6 @@ class ProgramModel(Model):
     def __repr__(self) -> str:
         state = f"value={self.value!r}" if self.done else f"{len(self._trace)} primitives"
         return f"<{self.program_name} particle, {state}, log_weight={self.log_weight:.4g}>"
-
-
-async def step_boundary() -> None:
-    """Called before every token primitive. When the running particle is a
-    program whose step already had one, suspend it until its next step.
-
-    While suspended, the program's coroutine holds no reference to its
-    particle (only the task's context does, and only while it runs), so a
-    particle dropped by resampling is freed, coroutine and all, at once.
-    """
-    state = _particle.get()
-    if state is None or not isinstance(state[0], ProgramModel):
-        return
-    if not state[0]._claim_token_primitive():
-        return
-    del state
-    await _StepBoundary()
-    _particle.get()[0]._token_in_step = True
 
 
 def program(fn: Callable) -> Callable[..., ProgramModel]:

@@ -12,16 +12,39 @@ ancestor indices ``A`` such that the expected number of copies of particle
 - ``residual``: ``floor(n W_j)`` copies deterministically, the remaining
   ``n - sum floor(n W_j)`` drawn multinomially from the residual weights.
 
-Unknown names raise ``ValueError`` listing the registered ones.
+Schemes register where they are defined (``@resampling_scheme("name")``);
+``get_resampler`` and the command line's ``--resampling`` choices read the
+registry, and unknown names raise ``ValueError`` listing the registered ones.
+Adding a scheme is one decorated function (and its test).
+
+:class:`Weights` is the value every algorithm, the result and the reports
+compute from a population's log weights, once.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 Resampler = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+#: name -> scheme, filled by :func:`resampling_scheme`
+RESAMPLERS: dict[str, Resampler] = {}
+
+
+def resampling_scheme(name: str) -> Callable[[Resampler], Resampler]:
+    """Register a scheme ``(W, n, rng) -> ancestor indices`` under ``name``."""
+
+    def register(fn: Resampler) -> Resampler:
+        if name in RESAMPLERS and RESAMPLERS[name] is not fn:
+            raise ValueError(f"a resampling scheme named {name!r} is already registered")
+        RESAMPLERS[name] = fn
+        return fn
+
+    return register
 
 
 def _inverse_cdf(W: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -31,21 +54,25 @@ def _inverse_cdf(W: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.searchsorted(cdf, points, side="right").astype(np.int64)
 
 
+@resampling_scheme("multinomial")
 def multinomial(W: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` i.i.d. draws from ``Categorical(W)`` (sorted)."""
     return _inverse_cdf(W, np.sort(rng.uniform(size=n)))
 
 
+@resampling_scheme("stratified")
 def stratified(W: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Points ``(k + U_k) / n`` with independent ``U_k ~ U[0, 1)``."""
     return _inverse_cdf(W, (np.arange(n) + rng.uniform(size=n)) / n)
 
 
+@resampling_scheme("systematic")
 def systematic(W: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Points ``(k + U) / n`` with a single ``U ~ U[0, 1)``."""
     return _inverse_cdf(W, (np.arange(n) + rng.uniform()) / n)
 
 
+@resampling_scheme("residual")
 def residual(W: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``floor(n W)`` copies kept, the rest drawn multinomially from the residuals."""
     counts = np.floor(n * W).astype(np.int64)
@@ -56,14 +83,6 @@ def residual(W: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     residuals = n * W - counts
     residuals /= residuals.sum()
     return np.sort(np.concatenate([deterministic, multinomial(residuals, rest, rng)]))
-
-
-RESAMPLERS: dict[str, Resampler] = {
-    "multinomial": multinomial,
-    "stratified": stratified,
-    "systematic": systematic,
-    "residual": residual,
-}
 
 
 def get_resampler(name: str) -> Resampler:
@@ -112,9 +131,37 @@ def normalise(log_w: np.ndarray) -> np.ndarray:
 
 def ess(log_w: np.ndarray) -> float:
     """Effective sample size ``(sum w)^2 / sum w^2`` (0 when every weight is zero)."""
-    W = normalise(log_w)
-    sq = float(np.sum(W * W))
-    return 1.0 / sq if sq > 0 else 0.0
+    return Weights(log_w).ESS
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A population's weights, computed once from its log weights ``lw``:
+
+    - ``W = w / sum_j w_j`` (all zeros when every weight is zero);
+    - ``ESS = 1 / sum_j W_j^2 = (sum w)^2 / sum w^2`` (0 when all are zero);
+    - ``log_mean = log((1/M) sum_j w_j)``, the log of the unbiased estimate
+      of ``Z`` when ``lw`` are the final weights (``-inf`` if all are zero).
+    """
+
+    lw: np.ndarray
+    W: np.ndarray = field(init=False, repr=False)
+    ESS: float = field(init=False)
+    log_mean: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        lw = np.asarray(self.lw, dtype=np.float64)
+        lw.setflags(write=False)
+        W = normalise(lw)
+        W.setflags(write=False)
+        sq = float(np.sum(W * W))
+        object.__setattr__(self, "lw", lw)
+        object.__setattr__(self, "W", W)
+        object.__setattr__(self, "ESS", 1.0 / sq if sq > 0 else 0.0)
+        object.__setattr__(self, "log_mean", logsumexp(lw) - math.log(len(lw)) if len(lw) else -math.inf)
+
+    def __len__(self) -> int:
+        return len(self.lw)
 
 
 def without_replacement(

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .resampling import logsumexp, normalise
+from .resampling import Weights
 
 ALL_DIED = "all particles died"
 OK = "ok"
@@ -34,7 +34,7 @@ class InferenceResult:
     - ``status``: ``"ok"`` or ``"all particles died"``;
     - ``stats``: the scheduler's and the language models' counters;
     - ``history``: per-step records when run with ``history=True`` (see
-      :mod:`ppl.runtime.history`), else ``None``.
+      :mod:`ppl.runtime.observers`), else ``None``.
     """
 
     method: str
@@ -49,10 +49,10 @@ class InferenceResult:
     history: list | None = None
 
     def __post_init__(self) -> None:
+        w = Weights(self.log_weights)
         self.log_weights = np.asarray(self.log_weights, dtype=np.float64)
-        self.weights = normalise(self.log_weights)
-        n = len(self.log_weights)
-        self.log_Z = logsumexp(self.log_weights) - math.log(n) if n else -math.inf
+        self.weights = np.array(w.W)
+        self.log_Z = w.log_mean
         self.status = ALL_DIED if self.log_Z == -math.inf else OK
 
     @property
@@ -110,7 +110,7 @@ class InferenceResult:
         posterior and, when the run recorded its history, every step's
         particles, weights and resampling, and ESS and log Z over the steps.
         Writes it to ``path`` when given; returns the HTML."""
-        from .html_report import render_html
+        from .report.html import render_html
 
         page = render_html(self)
         if path is not None:
@@ -120,13 +120,13 @@ class InferenceResult:
 
     def plot(self, path=None):
         """ESS and the weight distribution per step (needs matplotlib); see
-        :func:`ppl.runtime.plots.plot`."""
-        from .plots import plot
+        :func:`ppl.runtime.report.plots.plot`."""
+        from .report.plots import plot
 
         return plot(self, path)
 
     def _repr_html_(self) -> str:
-        from .html_report import render_summary
+        from .report.html import render_summary
 
         return render_summary(self)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import ppl
-from ppl.constraints.awrs import awrs_draw
+from ppl.distributions.awrs import awrs_draw
 from exact import exact_target
 from stats import check_mean, check_posterior
 from test_constraints import VOCAB, toy, text_of
@@ -123,7 +123,7 @@ class Checked(ppl.Model):
 async def checked_fn(lm):
     ctx = lm.context("")
     while True:
-        tok = await ppl.sample(ppl.constraints.awrs(ctx.next_token(), no_bb_at_most_two_a))
+        tok = await ppl.sample(ppl.awrs(ctx.next_token(), no_bb_at_most_two_a))
         if tok.is_eos or len(ctx) == MAX_LEN:
             return ctx.text
 

@@ -12,7 +12,8 @@ import lark
 import pytest
 
 import ppl
-from ppl.constraints import awrs, choice, grammar, json_schema, regex
+from ppl import awrs
+from ppl.constraints import choice, grammar, json_schema, regex
 
 pytestmark = pytest.mark.slow
 

@@ -42,7 +42,7 @@ def test_wheel_contains_runtime_and_grammar(tmp_path):
     )
     (wheel,) = out.glob("ppl_steer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("ppl/__init__.py", "ppl/runtime/smc.py", "ppl/runtime/backends/toy.py",
+    for required in ("ppl/__init__.py", "ppl/runtime/inference/driver.py", "ppl/runtime/backends/toy.py",
                      "ppl/grammar/json.lark", "ppl/constraints/__init__.py"):
         assert required in names, f"{required} missing from the wheel"
 

@@ -1,4 +1,4 @@
-"""Constraints: token-level masks, sequence constraints with state, AWRS, and
+"""Constraints: token-level masks, sequence constraints with state, and
 soft potentials.
 
 - :mod:`.token`: ``lacks``, ``contains``, ``matches_token``, ``token_predicate``,
@@ -7,13 +7,13 @@ soft potentials.
 - :mod:`.sequence`: ``regex``, ``grammar``, ``json_schema``, ``choice``:
   languages of whole texts, attached to a context with
   ``lm.context(prompt, constraint=...)`` or ``ctx.constrain(...)``;
-- :mod:`.awrs`: ``ctx.next_token().where_checked(pred)``: an expensive
-  predicate on the whole text, enforced by adaptive weighted rejection
-  sampling;
 - :mod:`.potential`: ``potential(fn)``: a function of the text as a log weight.
+
+(An expensive predicate on the whole text, ``ctx.next_token().where_checked(pred)``
+or ``ppl.awrs(...)``, is a distribution sampled by AWRS: see
+:mod:`ppl.distributions.awrs`.)
 """
 
-from .awrs import CheckedNextToken, awrs
 from .potential import Potential, potential
 from .sequence import (
     ConstraintError,
@@ -37,14 +37,12 @@ from .token import (
 )
 
 __all__ = [
-    "CheckedNextToken",
     "ConstraintError",
     "ConstraintState",
     "Potential",
     "SequenceConstraint",
     "TokenConstraint",
     "as_token_constraint",
-    "awrs",
     "choice",
     "contains",
     "grammar",

@@ -84,6 +84,13 @@ class Potential:
         """``log phi(text)`` of a string or a context's text."""
         return (await self.many([text]))[0]
 
+    # a value: shared by every particle, never copied when one is cloned
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
     def __mul__(self, other: "Potential") -> "Potential":
         other = as_potential(other)
         parts = (self.parts or (self,)) + (other.parts or (other,))

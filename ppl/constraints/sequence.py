@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import PPLError
+from ..errors import ConstraintError
 
 __all__ = [
     "ConstraintError",
@@ -50,10 +50,6 @@ __all__ = [
     "choice",
     "llg_tokenizer",
 ]
-
-
-class ConstraintError(PPLError, ValueError):
-    """A constraint could not be built (bad regex, grammar or schema)."""
 
 
 def _llguidance():
@@ -162,6 +158,13 @@ class SequenceConstraint:
         is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(self._grammar)
         if is_error:
             raise ConstraintError(f"{description}: {messages[0] if messages else 'invalid grammar'}")
+
+    # a value: shared by every particle, never copied when one is cloned
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
 
     def matcher(self, lm):
         """A fresh ``llguidance.LLMatcher`` for this language on ``lm``."""
@@ -296,6 +299,13 @@ class ConstraintState:
         self.ended = ended  # EOS was accepted: the text is complete and final
         self._mask: np.ndarray | None = None
         self._forced: tuple[int, ...] | None = None
+
+    # a value: shared by every particle, never copied when one is cloned
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
 
     @classmethod
     def start(cls, lm, constraints: Sequence[SequenceConstraint], token_ids: Sequence[int] = ()):

@@ -34,6 +34,13 @@ class TokenConstraint:
         self.description = description
         self._cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
+    # a value: shared by every particle, never copied when one is cloned
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
     def mask(self, lm) -> np.ndarray:
         """Boolean mask over ``lm``'s vocabulary (cached per model)."""
         cached = self._cache.get(lm)

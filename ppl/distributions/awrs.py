@@ -26,8 +26,7 @@ divided by that factor), and the product of those factors telescopes to
 with ``q'(x) = q(x)/(1-R)`` and ``Z''`` the allowed mass of the rest,
 renormalised; ``1[y in A]`` (``y`` is a fresh draw from the rest) is an
 unbiased estimate of ``Z''``. Multiplying out gives ``w`` above, and
-``E[w f(x)] = sum_{x in A} p(x) f(x)`` for every ``f`` (``tests/test_awrs.py``
-checks it by enumerating every draw order on a toy vocabulary).
+``E[w f(x)] = sum_{x in A} p(x) f(x)`` for every ``f`` (the AWRS tests check it by enumerating every draw order on a toy vocabulary).
 
 **Protocol.** The primitives ask a distribution for ``log_mass()`` and then
 ``sample(rng)``; AWRS can only estimate its mass while drawing. So
@@ -41,14 +40,17 @@ following ``sample()`` returns the token drawn. Do not use it as a
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from ..distributions import NextToken, Token
 from ..errors import ModelError
+from ..runtime.resampling import logsumexp
+from ..running import current_rng
+from .base import Distribution
 
 __all__ = ["CheckedNextToken", "awrs", "awrs_draw"]
 
@@ -108,50 +110,58 @@ def awrs_draw(
     return None, -math.inf, evaluations
 
 
-class CheckedNextToken(NextToken):
+class CheckedNextToken(Distribution):
     """``p(x) 1[pred(text + text(x))]`` on a context, sampled by AWRS (see the
     module docstring). Created by ``ctx.next_token().where_checked(pred)``.
 
-    ``pred`` gets the whole generated text (prompt excluded) with the
-    candidate token's text appended, and returns a truth value; for EOS it
-    gets the text as it is. ``evaluations`` counts the calls made.
-    The base may itself be restricted (``.where(...)``, a context constraint):
-    AWRS then draws from the restricted distribution."""
+    It wraps a next-token distribution ``base`` (composition): the model
+    side, any token mask (``.where(...)``) and the context's constraint come
+    from ``base``, and AWRS draws from that restricted measure. ``pred``
+    gets the whole generated text (prompt excluded) with the candidate
+    token's text appended, and returns a truth value; for EOS it gets the
+    text as it is. ``evaluations`` counts the calls made.
+    """
 
-    def __init__(self, base: NextToken, predicate: Callable[[str], bool], *, name: str | None = None):
-        if not isinstance(base, NextToken):
+    extends_context = True
+
+    def __init__(self, base, predicate: Callable[[str], bool], *, name: str | None = None):
+        if not getattr(base, "extends_context", False) or not hasattr(base, "view"):
             raise ModelError(f"where_checked() applies to a next-token distribution, got {base!r}")
         if not callable(predicate):
             raise ModelError(f"where_checked() needs a predicate on the text, got {predicate!r}")
         if inspect.iscoroutinefunction(predicate):
             raise ModelError("where_checked() needs a synchronous predicate (it is called once per drawn token)")
-        # a NextToken (so that primitives treat it as a token draw: one per
-        # step in decorated programs) that delegates the model side to ``base``
         self.base = base
-        self.context = base.context
-        self._prefix = base._prefix
-        self._state = base._state
-        self._view_memo = None
         self.predicate = predicate
         self.name = name or getattr(predicate, "__name__", "predicate")
         self.evaluations = 0
         self._checked: dict[int, bool] = {}
-        self._drawn: tuple[Token | None, float] | None = None
+        self._drawn: tuple[Any, float] | None = None
+
+    def __deepcopy__(self, memo):
+        # its base is bound to a context: follow the cloned handle; the
+        # predicate's verdicts are per prefix and stay valid
+        new = object.__new__(CheckedNextToken)
+        new.__dict__.update(self.__dict__)
+        new.base = copy.deepcopy(self.base, memo)
+        new._checked = dict(self._checked)
+        return new
+
+    @property
+    def context(self):
+        return self.base.context
 
     # -- the predicate on texts ------------------------------------------------------
-    def _prefix_bytes(self, forced) -> bytes:
-        vb = self.context.lm.vocab_bytes
-        return b"".join(vb[t] for t in list(self.context.token_ids) + list(forced))
-
     def _accept_fn(self, forced):
         lm = self.context.lm
-        head = self._prefix_bytes(forced)
+        vb = lm.vocab_bytes
+        head = b"".join(vb[t] for t in list(self.context.token_ids) + list(forced))
         eos = lm.eos_token_id
 
         def accept(t: int) -> bool:
             hit = self._checked.get(t)
             if hit is None:
-                data = head if t == eos else head + lm.vocab_bytes[t]
+                data = head if t == eos else head + vb[t]
                 hit = bool(self.predicate(data.decode("utf-8", errors="replace")))
                 self.evaluations += 1
                 self._checked[t] = hit
@@ -161,24 +171,20 @@ class CheckedNextToken(NextToken):
 
     # -- the Distribution protocol ---------------------------------------------------
     async def propose(self, rng):
-        from ppl.runtime.resampling import logsumexp
-
-        forced, _, _, _ = await self.base._view()
-        log_p_forced, lp = await self.base._masked()
+        forced = (await self.base.view()).forced
+        log_p_forced, lp = await self.base.masked_logprobs()
         log_Z = logsumexp(lp)
         if log_Z == -math.inf:
             return None, -math.inf
         x, log_est, _ = awrs_draw(lp - log_Z, self._accept_fn(forced), rng)
         if x is None:
             return None, -math.inf
-        return self.base._token(x), log_p_forced + log_Z + log_est
+        return self.base.token(x), log_p_forced + log_Z + log_est
 
     async def log_mass(self):
         """Draws (with the running particle's generator) and returns the log of
         the unbiased mass estimate; the next :meth:`sample` returns the draw."""
-        from ..model import _current_rng
-
-        token, log_w = await self.propose(_current_rng("sampling a where_checked() distribution"))
+        token, log_w = await self.propose(current_rng("sampling a where_checked() distribution"))
         self._drawn = (token, log_w)
         return log_w
 
@@ -195,8 +201,8 @@ class CheckedNextToken(NextToken):
         return token
 
     async def log_prob(self, value):
-        i = self.base._token_id(value)
-        forced, _, _, _ = await self.base._view()
+        i = self.base.token_id(value)
+        forced = (await self.base.view()).forced
         lp = await self.base.log_prob(i)
         if lp == -math.inf:
             return lp
@@ -204,6 +210,9 @@ class CheckedNextToken(NextToken):
 
     def _commit(self, value):
         self.base._commit(value)
+
+    def signature(self) -> tuple:
+        return ("checked",) + self.base.signature() + (self.name,)
 
     def where(self, constraint) -> "CheckedNextToken":
         """The base restricted by a token constraint, still checked by ``pred``."""
@@ -219,6 +228,6 @@ class CheckedNextToken(NextToken):
         return f"{self.base!r}.where_checked({self.name})"
 
 
-def awrs(dist: NextToken, predicate: Callable[[str], bool], **options) -> CheckedNextToken:
+def awrs(dist, predicate: Callable[[str], bool], **options) -> CheckedNextToken:
     """``awrs(ctx.next_token(), pred)`` is ``ctx.next_token().where_checked(pred)``."""
     return CheckedNextToken(dist, predicate, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .resampling import normalise
+from ..resampling import normalise
 
 
 def plot(result, path=None, *, figsize=(9.0, 3.4)):

@@ -1,0 +1,123 @@
+"""The running particle: which program state a primitive acts on.
+
+Each particle's step runs in its own asyncio task, and the task's
+``contextvars.Context`` holds a :class:`Running` record (the particle and the
+random generator of this inference), so concurrent particles never see each
+other's state. A primitive called outside a running step finds nothing and
+raises :class:`~ppl.errors.ModelError`.
+
+It also owns the two control signals a step can raise or yield:
+
+- :class:`ParticleDied`, raised when a particle's weight reaches zero: its
+  step stops at once;
+- the *step boundary*: a program written as a function (``@ppl.program``)
+  runs as one coroutine, and a token primitive that finds the step already
+  had one suspends the coroutine until the particle's next step
+  (:func:`step_boundary`). Class programs never suspend: their ``step()`` is
+  the step.
+
+A leaf module: it imports nothing from ppl but the errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import ModelError
+
+__all__ = [
+    "BOUNDARY",
+    "ParticleDied",
+    "Running",
+    "current",
+    "current_particle",
+    "current_rng",
+    "running",
+    "step_boundary",
+]
+
+
+class ParticleDied(BaseException):
+    """Raised inside a step when the particle's weight becomes zero; the
+    runtime catches it and marks the particle dead. A ``BaseException`` so that
+    a program's own ``except Exception`` does not swallow it."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """What runs now: ``particle`` (a program state) and ``rng``."""
+
+    particle: Any
+    rng: np.random.Generator
+
+
+_running: contextvars.ContextVar[Running | None] = contextvars.ContextVar("ppl_running", default=None)
+
+
+def current() -> Running | None:
+    """The running particle and its generator, or ``None`` outside a step."""
+    return _running.get()
+
+
+def _require(primitive: str) -> Running:
+    state = _running.get()
+    if state is None:
+        raise ModelError(
+            f"{primitive} was called outside a running step: primitives only work "
+            "inside step() (or start()) while inference runs the program"
+        )
+    return state
+
+
+def current_particle(primitive: str) -> Any:
+    """The running particle; ``ModelError`` naming ``primitive`` outside a step."""
+    return _require(primitive).particle
+
+
+def current_rng(primitive: str) -> np.random.Generator:
+    """The running inference's generator; ``ModelError`` outside a step."""
+    return _require(primitive).rng
+
+
+@contextlib.contextmanager
+def running(particle: Any, rng: np.random.Generator) -> Iterator[None]:
+    """Run the body as ``particle`` (used by a particle's ``advance``)."""
+    token = _running.set(Running(particle, rng))
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+#: What a suspended program coroutine yields to the driver of its steps.
+BOUNDARY = object()
+
+
+class _Boundary:
+    def __await__(self):
+        yield BOUNDARY
+
+
+async def step_boundary() -> None:
+    """Called before every token primitive of the module-level API
+    (``ppl.sample``, ``ppl.observe``, ``ctx.observe_text``). If the running
+    particle asks for it (``particle._at_token_site()`` is true: a program
+    whose step already had its token), suspend until the particle's next step.
+
+    While suspended, nothing here holds a reference to the particle (only the
+    task's context does, and only while it runs), so a particle dropped by
+    resampling is freed, coroutine and all, at once.
+    """
+    state = _running.get()
+    if state is None:
+        return
+    if not state.particle._at_token_site():
+        return
+    del state
+    await _Boundary()
+    _running.get().particle._resumed_at_token_site()
