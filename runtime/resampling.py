@@ -201,6 +201,23 @@ def without_replacement(
 
     total = logsumexp(log_w)
     W = np.exp(log_w - total)
+    det, stoch, c_star = _split_deterministic(W, n)
+    n_draw = n - len(det)
+    alpha = 1.0 / c_star
+    chosen = stoch[_systematic_distinct(W[stoch], n_draw, alpha, rng)]
+    idx = np.concatenate([det, chosen])
+    new_lw = np.concatenate(
+        [log_w[det] + scale, np.full(n_draw, np.log(n * alpha / M) + total)]
+    )
+    keep = np.argsort(idx)
+    return idx[keep], new_lw[keep]
+
+
+def _split_deterministic(W: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(I_det, I_stoch, c*)`` for normalised weights ``W`` with more than
+    ``n`` non-zero: ``c*`` solves ``sum_j min(1, c W_j) = n``; ``I_det`` are
+    the ``j`` with ``c* W_j >= 1`` (heaviest first), ``I_stoch`` the rest
+    (ascending)."""
     order = np.argsort(-W, kind="stable")
     W_sorted = W[order]
     tail = np.cumsum(W_sorted[::-1])[::-1]  # tail[d] = sum_{j >= d} W_sorted[j]
@@ -210,25 +227,20 @@ def without_replacement(
     # Exact arithmetic always finds one (more than n weights are non-zero);
     # round-off can hide it only when the tail mass is negligible.
     n_det = int(below[0]) if len(below) else n - 1
-    c_star = c[n_det]
-    det = order[:n_det]
-    stoch = np.sort(order[n_det:])
-    n_draw = n - n_det
-    alpha = 1.0 / c_star
-    points = rng.uniform(0.0, alpha) + alpha * np.arange(n_draw)
-    cdf = np.cumsum(W[stoch])
-    picks = np.minimum(np.searchsorted(cdf, points, side="right"), len(stoch) - 1)
+    return order[:n_det], np.sort(order[n_det:]), float(c[n_det])
+
+
+def _systematic_distinct(W: np.ndarray, k: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct indices into ``W`` (every ``W_j < alpha``), by one shared
+    uniform and step ``alpha``: index ``j`` is hit with probability ``W_j / alpha``."""
+    points = rng.uniform(0.0, alpha) + alpha * np.arange(k)
+    cdf = np.cumsum(W)
+    picks = np.minimum(np.searchsorted(cdf, points, side="right"), len(W) - 1)
     picks = np.unique(picks)
-    if len(picks) < n_draw:
+    if len(picks) < k:
         # Only floating-point round-off at a boundary can cause a repeat; fill
-        # with the heaviest stochastic particles not yet picked.
-        spare = np.setdiff1d(np.arange(len(stoch)), picks)
-        spare = spare[np.argsort(-W[stoch][spare], kind="stable")]
-        picks = np.sort(np.concatenate([picks, spare[: n_draw - len(picks)]]))
-    chosen = stoch[picks]
-    idx = np.concatenate([det, chosen])
-    new_lw = np.concatenate(
-        [log_w[det] + scale, np.full(n_draw, np.log(n * alpha / M) + total)]
-    )
-    keep = np.argsort(idx)
-    return idx[keep], new_lw[keep]
+        # with the heaviest indices not yet picked.
+        spare = np.setdiff1d(np.arange(len(W)), picks)
+        spare = spare[np.argsort(-W[spare], kind="stable")]
+        picks = np.sort(np.concatenate([picks, spare[: k - len(picks)]]))
+    return picks
