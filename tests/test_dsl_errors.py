@@ -7,7 +7,8 @@ import pytest
 
 import ppl
 import ppl.dsl as dsl
-from ppl.dsl.parser import SYNTAX_EXAMPLES, lark_parser, match_example
+from ppl.dsl.parser import lark_parser
+from ppl.dsl.syntax_errors import SYNTAX_EXAMPLES, match_example
 from toy_programs import toy_lm
 
 H = "program p(n: int = 1, s: str = \"x\"):\n    ctx = lm(s)\n"
@@ -213,15 +214,15 @@ def test_every_syntax_example_is_recognised_as_itself():
     and matching its own error gives its own label."""
     from lark.exceptions import UnexpectedToken
 
-    from ppl.dsl.parser import _LayoutError
+    from ppl.dsl.layout import LayoutError
 
     parser = lark_parser()
     for label, examples in SYNTAX_EXAMPLES.items():
         for example in examples:
-            with pytest.raises((UnexpectedToken, _LayoutError)) as info:
+            with pytest.raises((UnexpectedToken, LayoutError)) as info:
                 parser.parse(example)
             if isinstance(info.value, UnexpectedToken):
-                assert match_example(info.value) == label, example
+                assert match_example(info.value, parser) == label, example
 
 
 # -- runtime errors ----------------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def test_sandbox_rejects_python(line, message):
 def test_sandbox_also_holds_at_run_time():
     """Values reaching an attribute at run time are checked again: only the
     whitelisted properties of contexts and tokens exist."""
-    from ppl.dsl.values import OpError, attribute, method
+    from ppl.dsl.operators import OpError, attribute, method
 
     lm = toy_lm()
     ctx = lm.context("")

@@ -14,6 +14,7 @@ import pytest
 import ppl
 import ppl.dsl as dsl
 from ppl.dsl import ast
+from ppl.dsl.codegen import SAMPLE
 from ppl.dsl.parser import parse
 from toy_programs import toy_lm
 
@@ -213,7 +214,7 @@ def test_each_step_holds_one_token_and_what_follows():
     _advance(p, rng)
     # one token drawn, the statements after it ran, stopped before the next token
     assert len(p._env["ctx"]) == 1 and p._env["x"] == 1 or p.done
-    assert p._program.code[p._pc].op == dsl.compiler.SAMPLE or p.done
+    assert p._program.code[p._pc].op == SAMPLE or p.done
 
 
 def test_clones_copy_the_explicit_state_and_share_the_sequence():
@@ -467,7 +468,7 @@ def test_the_default_builtins():
     assert {"lm", "EOS", "bernoulli", "categorical", "geometric", "uniform_int", "len", "words",
             "lower", "startswith", "endswith", "count", "syllables", "log", "exp", "min", "max",
             "abs", "lacks", "contains"} <= names
-    from ppl.dsl.builtins import syllables
+    from ppl.dsl.stdlib import syllables
 
     assert [syllables(w) for w in ("cat", "table", "beautiful", "the", "rhythm", "")] == [1, 2, 3, 1, 1, 0]
     assert syllables("make believe") == 3

@@ -22,21 +22,21 @@ with ``__``. Python code adds builtins with :func:`builtin`.
 
 The grammar is ``grammar/steer.lark``; the language reference is
 ``docs/dsl.md``.
+
+The modules, in the order a program goes through them: ``api`` (this
+package's functions), ``layout`` and ``parser`` (text -> :mod:`~ppl.dsl.ast`,
+with ``syntax_errors`` putting syntax errors in words), ``checker`` (with
+``types``), ``codegen`` (instructions), ``factory`` (parameters) and
+``machine`` (the particle that runs the instructions); ``builtins`` is the
+registry, ``stdlib`` the language's own builtins, ``values`` what values are,
+``operators`` what operators do, ``errors`` the diagnostics and exceptions.
 """
 
+from .api import check_file, check_source, compile, load
 from .builtins import BUILTINS, Builtin, Registry, builtin
-from .compiler import (
-    DEFAULT_MAX_ITERATIONS,
-    DEFAULT_MAX_STEPS,
-    Param,
-    ProgramFactory,
-    SteerModel,
-    check_file,
-    check_source,
-    compile,
-    load,
-)
 from .errors import Diagnostic, DSLArgumentError, DSLError, DSLRuntimeError
+from .factory import Param, ProgramFactory
+from .machine import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_STEPS, SteerModel
 from .values import EOS
 
 __all__ = [

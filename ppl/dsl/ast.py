@@ -2,15 +2,22 @@
 carrying the place it was written (``line``, ``column``, 1-based, and the
 ``end_line``/``end_column`` just after it).
 
-Built by the lark Transformer in :mod:`ppl.dsl.parser`, read by the checker
-(:mod:`ppl.dsl.checker`) and the compiler (:mod:`ppl.dsl.compiler`). Blocks
-are tuples, so a whole program is an immutable value.
+Built by the lark Transformer in :mod:`ppl.dsl.parser`: a node class that
+also derives from lark's ``ast_utils.Ast`` (here ``_FromRule``) is built
+straight from the grammar rule of its name, its fields being the rule's
+children in order (``Observe`` from ``observe: "observe" expr "=" expr``;
+``Return`` from ``return_stmt``, as the grammar adds ``_stmt`` to a few).
+Read by the checker (:mod:`ppl.dsl.checker`) and the code generator
+(:mod:`ppl.dsl.codegen`), both :class:`Visitor` s. Blocks are tuples, so a
+whole program is an immutable value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from lark.ast_utils import Ast as _FromRule
 
 
 @dataclass(frozen=True)
@@ -19,9 +26,6 @@ class Node:
     column: int = field(default=0, kw_only=True, compare=False)
     end_line: int = field(default=0, kw_only=True, compare=False)
     end_column: int = field(default=0, kw_only=True, compare=False)
-
-
-# -- expressions -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,13 @@ class UnaryOp(Expr):
 
 
 @dataclass(frozen=True)
-class Index(Expr):
+class Index(Expr, _FromRule):
     value: Expr
     index: Expr
 
 
 @dataclass(frozen=True)
-class Slice(Expr):
+class Slice(Expr, _FromRule):
     value: Expr
     lower: Expr | None
     upper: Expr | None
@@ -122,22 +126,19 @@ class Call(Expr):
     args: tuple[Expr, ...]
 
 
-# -- statements ------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Stmt(Node):
     pass
 
 
 @dataclass(frozen=True)
-class Assign(Stmt):
+class Assign(Stmt, _FromRule):
     target: Name
     value: Expr
 
 
 @dataclass(frozen=True)
-class Sample(Stmt):
+class Sample(Stmt, _FromRule):
     """``target ~ dist`` or ``target ~ dist where constraint``."""
 
     target: Name
@@ -146,7 +147,7 @@ class Sample(Stmt):
 
 
 @dataclass(frozen=True)
-class Observe(Stmt):
+class Observe(Stmt, _FromRule):
     """``observe dist = value``; ``observe ctx = "text"`` observes a string."""
 
     dist: Expr
@@ -154,42 +155,42 @@ class Observe(Stmt):
 
 
 @dataclass(frozen=True)
-class Condition(Stmt):
+class Condition(Stmt, _FromRule):
     test: Expr
 
 
 @dataclass(frozen=True)
-class Factor(Stmt):
+class Factor(Stmt, _FromRule):
     value: Expr
 
 
 @dataclass(frozen=True)
-class Twist(Stmt):
+class Twist(Stmt, _FromRule):
     value: Expr
 
 
 @dataclass(frozen=True)
-class Finish(Stmt):
+class Finish(Stmt, _FromRule):
     pass
 
 
 @dataclass(frozen=True)
-class Return(Stmt):
+class Return(Stmt, _FromRule):
     value: Expr
 
 
 @dataclass(frozen=True)
-class Break(Stmt):
+class Break(Stmt, _FromRule):
     pass
 
 
 @dataclass(frozen=True)
-class Continue(Stmt):
+class Continue(Stmt, _FromRule):
     pass
 
 
 @dataclass(frozen=True)
-class Pass(Stmt):
+class Pass(Stmt, _FromRule):
     pass
 
 
@@ -202,28 +203,25 @@ class If(Stmt):
 
 
 @dataclass(frozen=True)
-class For(Stmt):
+class For(Stmt, _FromRule):
     target: Name
     iter: Expr
     body: tuple[Stmt, ...]
 
 
 @dataclass(frozen=True)
-class Repeat(Stmt):
+class Repeat(Stmt, _FromRule):
     count: Expr
     body: tuple[Stmt, ...]
 
 
 @dataclass(frozen=True)
-class While(Stmt):
+class While(Stmt, _FromRule):
     test: Expr
     body: tuple[Stmt, ...]
 
 
 Loop = (For, Repeat, While)
-
-
-# -- the program -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -242,6 +240,18 @@ class Program(Node):
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
     name_column: int = 0
+
+
+class Visitor:
+    """Dispatch by node class: ``visit(node, *args)`` calls
+    ``self.visit_<ClassName>(node, *args)`` (``visit_BinOp`` for a
+    :class:`BinOp`). The checker and the code generator are visitors."""
+
+    def visit(self, node: Node, *args):
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:  # pragma: no cover - every node class has its method
+            raise TypeError(f"{type(self).__name__} has no visit_{type(node).__name__}")
+        return method(node, *args)
 
 
 def children(node: Node):

@@ -21,9 +21,11 @@ Reported, all in one pass, each at its place:
 - the header: parameter types (``str int float bool list``), defaults that are
   constants of the declared type, duplicate parameters.
 
-Types are inferred where they are certain (literals, parameters, builtins'
-declared results, variables whose every assignment has the same type);
-everything else is ``any`` and is checked when the program runs.
+Types (:mod:`ppl.dsl.types`) are inferred where they are certain (literals,
+parameters, builtins' declared results, variables whose every assignment has
+the same type); everything else is ``any`` and is checked when the program
+runs. Visiting an expression gives its (static type, constant value or
+``_NOCONST``); visiting a statement reports its problems.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ import difflib
 from typing import Any
 
 from . import ast
-from .builtins import Builtin, Registry, describe_type
+from .builtins import Builtin, Registry
 from .errors import Diagnostic
-from .values import ATTRIBUTES, OpError, binop, compare, freeze, index, slice_, truth, unary
-
-PARAM_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "list": "list"}
+from .types import NUM, PARAM_TYPES, binop_type, describe_type, fits, join, static_fits, value_type
+from .operators import ATTRIBUTES, OpError, binop, compare, index, slice_, truth, unary
+from .values import freeze
 
 PYTHON_BUILTINS = frozenset(
     "open eval exec compile print input getattr setattr delattr hasattr globals locals vars dir "
@@ -46,43 +48,13 @@ PYTHON_BUILTINS = frozenset(
     "quit None list bool os sys import exec".split()
 )
 
-NUM = frozenset({"int", "float", "number", "bool"})
 _NOCONST = object()
 
-
-def _join(a: str, b: str) -> str:
-    if a == b:
-        return a
-    if {a, b} <= {"int", "float", "number"}:
-        return "number"
-    return "any"
+_ENDS = {"finish": "finish ends the program", "return": "return ends the program",
+         "break": "break leaves the loop", "continue": "continue goes back to the loop"}
 
 
-def static_fits(t: str, spec: str) -> bool:
-    """Whether a value of static type ``t`` may fit ``spec`` (``any`` fits)."""
-    if t == "any" or spec == "any":
-        return True
-    parts = spec.split("|")
-    if "any" in parts or t in parts:
-        return True
-    if t == "int" and ("float" in parts or "number" in parts):
-        return True
-    if t == "number" and ("float" in parts or "int" in parts):
-        return True
-    if t == "float" and "number" in parts:
-        return True
-    if t == "nextdist" and "dist" in parts:
-        return True
-    return False
-
-
-def value_type(value: Any) -> str:
-    from .builtins import _value_type
-
-    return _value_type(value)
-
-
-class Checker:
+class Checker(ast.Visitor):
     """Walks a program once per type-inference round, then once reporting."""
 
     def __init__(self, program: ast.Program, registry: Registry, filename: str,
@@ -96,8 +68,8 @@ class Checker:
         self.report = False
         self.params: dict[str, str] = {}
         self.vars: dict[str, str] = {}
+        self.loops = 0  # loops around the statement being checked
 
-    # -- reporting -------------------------------------------------------------------
     def error(self, node_or_pos, message: str, column: int | None = None, end: int | None = None) -> None:
         if not self.report:
             return
@@ -111,28 +83,30 @@ class Checker:
         src = self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
         self.diagnostics.append(Diagnostic(self.filename, line, col, message, src, end))
 
-    # -- entry -------------------------------------------------------------------------
     def run(self) -> list[Diagnostic]:
         self.check_params()
+        self.infer_variable_types()
+        self.report = True
+        self.check_block(self.program.body)
+        return self.diagnostics
+
+    def infer_variable_types(self) -> None:
+        """Each variable's type, joined over its assignments (quietly, to a fixpoint)."""
         assigned = self.assigned_names()
         self.vars = {name: "any" for name in assigned if name not in self.params}
-        for _ in range(3):  # infer variable types (quietly), to a fixpoint
+        for _ in range(3):
             types = self.assignment_types()
             new = {}
             for name in self.vars:
                 ts = types.get(name, [])
                 t = ts[0] if ts else "any"
                 for other in ts[1:]:
-                    t = _join(t, other)
+                    t = join(t, other)
                 new[name] = t
             if new == self.vars:
                 break
             self.vars = new
-        self.report = True
-        self.check_block(self.program.body, loops=0)
-        return self.diagnostics
 
-    # -- the header ----------------------------------------------------------------------
     def check_params(self) -> None:
         self.report = True
         prog = self.program
@@ -143,29 +117,31 @@ class Checker:
                 self.error(p, f"duplicate parameter {p.name!r}", end=p.column + len(p.name))
                 continue
             self.check_new_name(p.name, p, p.column, "parameter")
-            declared = None
-            if p.type is not None:
-                declared = PARAM_TYPES.get(p.type)
-                if declared is None:
-                    close = difflib.get_close_matches(p.type, list(PARAM_TYPES), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    self.error((p.line, p.type_column),
-                               f"unknown parameter type {p.type!r}: the types are str, int, float, bool and list{hint}",
-                               end=p.type_column + len(p.type))
-            value = _NOCONST
-            if p.default is not None:
-                t, value = self.expr(p.default)
-                if value is _NOCONST:
-                    self.error(p.default, "a parameter's default must be a constant (a literal, or a list of literals)")
-                elif declared is not None and not _default_fits(value, declared):
-                    self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {value!r}")
-                if declared is None and p.type is None and value is not _NOCONST:
-                    declared = PARAM_TYPES.get(value_type(value))
-            if p.type is None and p.default is None:
-                self.error(p, f"parameter {p.name!r} needs a type: write {p.name}: str (or int, float, bool, list)",
-                           end=p.column + len(p.name))
-            self.params[p.name] = declared or "any"
+            self.params[p.name] = self.param_type(p) or "any"
         self.report = False
+
+    def param_type(self, p: ast.Param) -> str | None:
+        declared = None
+        if p.type is not None:
+            declared = PARAM_TYPES.get(p.type)
+            if declared is None:
+                close = difflib.get_close_matches(p.type, list(PARAM_TYPES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.error((p.line, p.type_column),
+                           f"unknown parameter type {p.type!r}: the types are str, int, float, bool and list{hint}",
+                           end=p.type_column + len(p.type))
+        if p.default is not None:
+            t, value = self.visit(p.default)
+            if value is _NOCONST:
+                self.error(p.default, "a parameter's default must be a constant (a literal, or a list of literals)")
+            elif declared is not None and not fits(value, declared):
+                self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {value!r}")
+            if declared is None and p.type is None and value is not _NOCONST:
+                declared = PARAM_TYPES.get(value_type(value))
+        if p.type is None and p.default is None:
+            self.error(p, f"parameter {p.name!r} needs a type: write {p.name}: str (or int, float, bool, list)",
+                       end=p.column + len(p.name))
+        return declared
 
     def check_new_name(self, name: str, node: ast.Node, column: int, what: str) -> None:
         end = column + len(name)
@@ -185,16 +161,15 @@ class Checker:
                 names.add(node.target.id)
         return names
 
-    # -- type inference of variables (quiet) ---------------------------------------------
     def assignment_types(self) -> dict[str, list[str]]:
         types: dict[str, list[str]] = {}
         for node in ast.walk(self.program):
             if isinstance(node, ast.Assign):
-                t, _ = self.expr(node.value)
+                t, _ = self.visit(node.value)
             elif isinstance(node, ast.Sample):
                 t = self.sample_type(node)
             elif isinstance(node, ast.For):
-                it, _ = self.expr(node.iter)
+                it, _ = self.visit(node.iter)
                 t = "str" if it == "str" else "any"
             else:
                 continue
@@ -202,111 +177,131 @@ class Checker:
         return types
 
     def sample_type(self, node: ast.Sample) -> str:
-        t, _ = self.expr(node.dist)
+        t, _ = self.visit(node.dist)
         if t == "nextdist":
             return "token"
         if isinstance(node.dist, ast.Call):
             return {"bernoulli": "bool", "geometric": "int", "uniform_int": "int"}.get(node.dist.func.id, "any")
         return "any"
 
-    # -- statements ---------------------------------------------------------------------------
-    def check_block(self, body: tuple, loops: int) -> None:
+    def check_block(self, body: tuple) -> None:
         for i, stmt in enumerate(body):
-            self.stmt(stmt, loops)
+            self.visit(stmt)
             if isinstance(stmt, (ast.Finish, ast.Return, ast.Break, ast.Continue)) and i + 1 < len(body):
                 nxt = body[i + 1]
                 word = type(stmt).__name__.lower()
-                what = {"finish": "finish ends the program", "return": "return ends the program",
-                        "break": "break leaves the loop", "continue": "continue goes back to the loop"}[word]
                 self.error((nxt.line, nxt.column),
-                           f"unreachable statement: the {word} on line {stmt.line} comes first ({what})")
+                           f"unreachable statement: the {word} on line {stmt.line} comes first ({_ENDS[word]})")
                 for rest in body[i + 1:]:  # still check them, for their own errors
-                    self.stmt(rest, loops)
+                    self.visit(rest)
                 return
+
+    def loop_body(self, body: tuple) -> None:
+        self.loops += 1
+        self.check_block(body)
+        self.loops -= 1
 
     def target(self, name: ast.Name) -> None:
         self.check_new_name(name.id, name, name.column, "variable")
 
-    def stmt(self, s: ast.Stmt, loops: int) -> None:
-        if isinstance(s, ast.Assign):
-            self.target(s.target)
-            t, _ = self.expr(s.value)
-            if t == "nextdist":
-                self.error(s.value, "a next-token distribution cannot be stored in a variable: "
-                           "sample or observe it where it is made (x ~ ctx.next_token())")
-        elif isinstance(s, ast.Sample):
-            self.target(s.target)
-            t, _ = self.expr(s.dist)
-            if not static_fits(t, "dist"):
-                self.error(s.dist, f"the right of '~' must be a distribution, such as ctx.next_token() or "
-                           f"bernoulli(0.5); got {describe_type(t)}")
-            if s.where is not None:
-                if t not in ("nextdist", "any"):
-                    self.error(s.dist, "'where' applies only to a next-token distribution (ctx.next_token()); "
-                               f"this is {describe_type(t)}")
-                ct, _ = self.expr(s.where)
-                if not static_fits(ct, "constraint"):
-                    self.error(s.where, f"'where' needs a token constraint such as lacks(\"e\"); got {describe_type(ct)}")
-        elif isinstance(s, ast.Observe):
-            t, _ = self.expr(s.dist)
-            vt, _ = self.expr(s.value)
-            if t == "context":
-                if not static_fits(vt, "str"):
-                    self.error(s.value, f"observing a context needs the text it continues with, a str; got {describe_type(vt)}")
-            elif t == "nextdist":
-                if not static_fits(vt, "token|str|int|EOS"):
-                    self.error(s.value, f"a next token is observed as a token, its text, its id or EOS; got {describe_type(vt)}")
-            elif not static_fits(t, "dist"):
-                self.error(s.dist, "observe needs a distribution (e.g. ctx.next_token(), bernoulli(0.7)) "
-                           f"or a context (observe ctx = \"text\"); got {describe_type(t)}")
-        elif isinstance(s, ast.Condition):
-            self.expr(s.test)
-        elif isinstance(s, (ast.Factor, ast.Twist)):
-            t, value = self.expr(s.value)
-            word = "factor" if isinstance(s, ast.Factor) else "twist"
-            if not static_fits(t, "number|bool"):
-                self.error(s.value, f"{word} needs a number (a log weight); got {describe_type(t)}")
-            elif value is not _NOCONST and isinstance(value, float) and value != value:
-                self.error(s.value, f"{word} of NaN")
-        elif isinstance(s, ast.Return):
-            t, _ = self.expr(s.value)
-            if t == "context":
-                self.error(s.value, "return the context's text (ctx.text), not the context itself")
-            elif t in ("nextdist", "dist", "constraint"):
-                self.error(s.value, f"a program cannot return a {describe_type(t)}")
-        elif isinstance(s, (ast.Break, ast.Continue)):
-            if loops == 0:
-                word = "break" if isinstance(s, ast.Break) else "continue"
-                self.error(s, f"{word} outside a loop")
-        elif isinstance(s, ast.If):
-            for test, body in s.branches:
-                self.expr(test)
-                self.check_block(body, loops)
-            if s.orelse:
-                self.check_block(s.orelse, loops)
-        elif isinstance(s, ast.For):
-            self.target(s.target)
-            t, _ = self.expr(s.iter)
-            if t in ("int", "float", "number", "bool"):
-                self.error(s.iter, f"cannot loop over {describe_type(t)}: use range(n), or repeat n")
-            elif t == "context":
-                self.error(s.iter, "loop over the context's tokens (ctx.tokens) or text (ctx.text)")
-            elif not static_fits(t, "str|list|token"):
-                self.error(s.iter, f"a for loop needs a list or a string; got {describe_type(t)}")
-            self.check_block(s.body, loops + 1)
-        elif isinstance(s, ast.Repeat):
-            t, value = self.expr(s.count)
-            if not static_fits(t, "int"):
-                self.error(s.count, f"repeat needs an int count; got {describe_type(t)}")
-            elif value is not _NOCONST and isinstance(value, int) and value < 0:
-                self.error(s.count, f"repeat needs a count >= 0; got {value}")
-            self.check_block(s.body, loops + 1)
-        elif isinstance(s, ast.While):
-            self.expr(s.test)
-            self.check_block(s.body, loops + 1)
+    def visit_Assign(self, s: ast.Assign) -> None:
+        self.target(s.target)
+        t, _ = self.visit(s.value)
+        if t == "nextdist":
+            self.error(s.value, "a next-token distribution cannot be stored in a variable: "
+                       "sample or observe it where it is made (x ~ ctx.next_token())")
 
-    # -- expressions: (static type, constant value or _NOCONST) -----------------------------
+    def visit_Sample(self, s: ast.Sample) -> None:
+        self.target(s.target)
+        t, _ = self.visit(s.dist)
+        if not static_fits(t, "dist"):
+            self.error(s.dist, f"the right of '~' must be a distribution, such as ctx.next_token() or "
+                       f"bernoulli(0.5); got {describe_type(t)}")
+        if s.where is not None:
+            if t not in ("nextdist", "any"):
+                self.error(s.dist, "'where' applies only to a next-token distribution (ctx.next_token()); "
+                           f"this is {describe_type(t)}")
+            ct, _ = self.visit(s.where)
+            if not static_fits(ct, "constraint"):
+                self.error(s.where, f"'where' needs a token constraint such as lacks(\"e\"); got {describe_type(ct)}")
+
+    def visit_Observe(self, s: ast.Observe) -> None:
+        t, _ = self.visit(s.dist)
+        vt, _ = self.visit(s.value)
+        if t == "context":
+            if not static_fits(vt, "str"):
+                self.error(s.value, f"observing a context needs the text it continues with, a str; got {describe_type(vt)}")
+        elif t == "nextdist":
+            if not static_fits(vt, "token|str|int|EOS"):
+                self.error(s.value, f"a next token is observed as a token, its text, its id or EOS; got {describe_type(vt)}")
+        elif not static_fits(t, "dist"):
+            self.error(s.dist, "observe needs a distribution (e.g. ctx.next_token(), bernoulli(0.7)) "
+                       f"or a context (observe ctx = \"text\"); got {describe_type(t)}")
+
+    def visit_Condition(self, s: ast.Condition) -> None:
+        self.visit(s.test)
+
+    def visit_Factor(self, s: ast.Factor | ast.Twist) -> None:
+        t, value = self.visit(s.value)
+        word = "factor" if isinstance(s, ast.Factor) else "twist"
+        if not static_fits(t, "number|bool"):
+            self.error(s.value, f"{word} needs a number (a log weight); got {describe_type(t)}")
+        elif value is not _NOCONST and isinstance(value, float) and value != value:
+            self.error(s.value, f"{word} of NaN")
+
+    visit_Twist = visit_Factor
+
+    def visit_Return(self, s: ast.Return) -> None:
+        t, _ = self.visit(s.value)
+        if t == "context":
+            self.error(s.value, "return the context's text (ctx.text), not the context itself")
+        elif t in ("nextdist", "dist", "constraint"):
+            self.error(s.value, f"a program cannot return a {describe_type(t)}")
+
+    def visit_Break(self, s: ast.Break | ast.Continue) -> None:
+        if self.loops == 0:
+            word = "break" if isinstance(s, ast.Break) else "continue"
+            self.error(s, f"{word} outside a loop")
+
+    visit_Continue = visit_Break
+
+    def visit_Finish(self, s: ast.Finish | ast.Pass) -> None:
+        pass
+
+    visit_Pass = visit_Finish
+
+    def visit_If(self, s: ast.If) -> None:
+        for test, body in s.branches:
+            self.visit(test)
+            self.check_block(body)
+        if s.orelse:
+            self.check_block(s.orelse)
+
+    def visit_For(self, s: ast.For) -> None:
+        self.target(s.target)
+        t, _ = self.visit(s.iter)
+        if t in ("int", "float", "number", "bool"):
+            self.error(s.iter, f"cannot loop over {describe_type(t)}: use range(n), or repeat n")
+        elif t == "context":
+            self.error(s.iter, "loop over the context's tokens (ctx.tokens) or text (ctx.text)")
+        elif not static_fits(t, "str|list|token"):
+            self.error(s.iter, f"a for loop needs a list or a string; got {describe_type(t)}")
+        self.loop_body(s.body)
+
+    def visit_Repeat(self, s: ast.Repeat) -> None:
+        t, value = self.visit(s.count)
+        if not static_fits(t, "int"):
+            self.error(s.count, f"repeat needs an int count; got {describe_type(t)}")
+        elif value is not _NOCONST and isinstance(value, int) and value < 0:
+            self.error(s.count, f"repeat needs a count >= 0; got {value}")
+        self.loop_body(s.body)
+
+    def visit_While(self, s: ast.While) -> None:
+        self.visit(s.test)
+        self.loop_body(s.body)
+
     def fold(self, node: ast.Node, fn, *args) -> tuple[str, Any]:
+        """Constant folding: the type and value of ``fn(*args)``, or its error."""
         try:
             value = freeze(fn(*args))
         except OpError as exc:
@@ -317,15 +312,11 @@ class Checker:
             return "any", _NOCONST
         return value_type(value), value
 
-    def expr(self, e: ast.Expr) -> tuple[str, Any]:
-        method = getattr(self, "e_" + type(e).__name__)
-        return method(e)
-
-    def e_Const(self, e: ast.Const):
+    def visit_Const(self, e: ast.Const):
         return value_type(e.value), e.value
 
-    def e_ListExpr(self, e: ast.ListExpr):
-        results = [self.expr(item) for item in e.items]
+    def visit_ListExpr(self, e: ast.ListExpr):
+        results = [self.visit(item) for item in e.items]
         for item, (t, _) in zip(e.items, results):
             if t == "nextdist":
                 self.error(item, "a next-token distribution cannot be put in a list")
@@ -333,7 +324,7 @@ class Checker:
             return "list", tuple(v for _, v in results)
         return "list", _NOCONST
 
-    def e_Name(self, e: ast.Name):
+    def visit_Name(self, e: ast.Name):
         name = e.id
         if name in self.params:
             return self.params[name], _NOCONST
@@ -368,38 +359,18 @@ class Checker:
         what = "unknown function" if call else "undefined name"
         self.error(e, f"{what} {name!r}{hint}", end=end)
 
-    def e_BinOp(self, e: ast.BinOp):
-        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+    def visit_BinOp(self, e: ast.BinOp):
+        (lt, lv), (rt, rv) = self.visit(e.left), self.visit(e.right)
         if lv is not _NOCONST and rv is not _NOCONST:
             return self.fold(e, binop, e.op, lv, rv)
-        return self.binop_type(e, e.op, lt, rt), _NOCONST
+        t = binop_type(e.op, lt, rt)
+        if t is None:
+            self.error(e, f"unsupported operand types for {e.op}: {describe_type(lt)} and {describe_type(rt)}")
+            return "any", _NOCONST
+        return t, _NOCONST
 
-    def binop_type(self, e, op: str, l: str, r: str) -> str:
-        if l == "any" or r == "any":
-            return "any"
-        if l in NUM and r in NUM:
-            if op == "/":
-                return "float"
-            if "float" in (l, r):
-                return "float"
-            if l in ("int", "bool") and r in ("int", "bool"):
-                return "number" if op == "**" else "int"
-            return "number"
-        textual = ("str", "token")
-        if op == "+":
-            if l in textual and r in textual:
-                return "str"
-            if l == r == "list":
-                return "list"
-        if op == "*":
-            for seq, n in ((l, r), (r, l)):
-                if seq in ("str", "list") and n in ("int", "number"):
-                    return seq
-        self.error(e, f"unsupported operand types for {op}: {describe_type(l)} and {describe_type(r)}")
-        return "any"
-
-    def e_Compare(self, e: ast.Compare):
-        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+    def visit_Compare(self, e: ast.Compare):
+        (lt, lv), (rt, rv) = self.visit(e.left), self.visit(e.right)
         if lv is not _NOCONST and rv is not _NOCONST:
             return self.fold(e, compare, e.op, lv, rv)
         if lt != "any" and rt != "any":
@@ -416,8 +387,8 @@ class Checker:
             self.error(e.right, f"'{e.op}' needs a string or a list on the right; got {describe_type(rt)}")
         return "bool", _NOCONST
 
-    def e_BoolOp(self, e: ast.BoolOp):
-        (lt, lv), (rt, rv) = self.expr(e.left), self.expr(e.right)
+    def visit_BoolOp(self, e: ast.BoolOp):
+        (lt, lv), (rt, rv) = self.visit(e.left), self.visit(e.right)
         if lt == "constraint" or rt == "constraint":
             other = rt if lt == "constraint" else lt
             if other not in ("constraint", "any"):
@@ -431,8 +402,8 @@ class Checker:
             return lt, _NOCONST
         return "any", _NOCONST
 
-    def e_UnaryOp(self, e: ast.UnaryOp):
-        t, v = self.expr(e.operand)
+    def visit_UnaryOp(self, e: ast.UnaryOp):
+        t, v = self.visit(e.operand)
         if v is not _NOCONST:
             return self.fold(e, unary, e.op, v)
         if e.op == "not":
@@ -442,8 +413,8 @@ class Checker:
             return "any", _NOCONST
         return ("int" if t == "bool" else t), _NOCONST
 
-    def e_Index(self, e: ast.Index):
-        (vt, vv), (it, iv) = self.expr(e.value), self.expr(e.index)
+    def visit_Index(self, e: ast.Index):
+        (vt, vv), (it, iv) = self.visit(e.value), self.visit(e.index)
         if vv is not _NOCONST and iv is not _NOCONST:
             return self.fold(e, index, vv, iv)
         if vt not in ("any", "str", "list"):
@@ -453,14 +424,14 @@ class Checker:
             self.error(e.index, f"an index must be an int; got {describe_type(it)}")
         return ("str" if vt == "str" else "any"), _NOCONST
 
-    def e_Slice(self, e: ast.Slice):
-        vt, vv = self.expr(e.value)
+    def visit_Slice(self, e: ast.Slice):
+        vt, vv = self.visit(e.value)
         bounds = []
         for b in (e.lower, e.upper):
             if b is None:
                 bounds.append(None)
                 continue
-            bt, bv = self.expr(b)
+            bt, bv = self.visit(b)
             if bt not in ("any", "int", "number"):
                 self.error(b, f"slice bounds must be ints; got {describe_type(bt)}")
             bounds.append(bv)
@@ -471,8 +442,8 @@ class Checker:
             return "any", _NOCONST
         return vt, _NOCONST
 
-    def e_Attribute(self, e: ast.Attribute):
-        vt, _ = self.expr(e.value)
+    def visit_Attribute(self, e: ast.Attribute):
+        vt, _ = self.visit(e.value)
         name, col = e.attr, e.attr_column
         end = col + len(name)
         if name.startswith("_"):
@@ -511,10 +482,10 @@ class Checker:
     def unknown_attr(self, what: str, name: str, has: str) -> str:
         return f"{what} has no attribute {name!r}; {has}{self.builtin_hint(name)}"
 
-    def e_MethodCall(self, e: ast.MethodCall):
-        vt, _ = self.expr(e.value)
+    def visit_MethodCall(self, e: ast.MethodCall):
+        vt, _ = self.visit(e.value)
         for a in e.args:
-            self.expr(a)
+            self.visit(a)
         name, col = e.method, e.attr_column
         end = col + len(name)
         if name.startswith("_"):
@@ -536,8 +507,8 @@ class Checker:
             self.error(e, f"next_token() takes no arguments, got {len(e.args)}", column=col, end=end)
         return "nextdist", _NOCONST
 
-    def e_Call(self, e: ast.Call):
-        results = [self.expr(a) for a in e.args]
+    def visit_Call(self, e: ast.Call):
+        results = [self.visit(a) for a in e.args]
         name = e.func.id
         entry = self.registry.get(name)
         if entry is None:
@@ -575,15 +546,14 @@ class Checker:
         return (returns if "|" not in returns else "any"), _NOCONST
 
 
-def _default_fits(value: Any, declared: str) -> bool:
-    from .builtins import fits
-
-    if declared == "float":
-        return fits(value, "float")
-    return fits(value, declared)
-
-
 def check_program(program: ast.Program, registry: Registry, filename: str, source_lines: list[str],
                   suppressed: set[str] = frozenset()) -> list[Diagnostic]:
     """The semantic diagnostics of a parsed program."""
     return Checker(program, registry, filename, source_lines, suppressed).run()
+
+
+def constant(e: ast.Expr, registry: Registry) -> tuple[str, Any]:
+    """The static type and value of a constant expression (a literal, a list
+    of them, a pure builtin of constants); the value is ``_NOCONST`` if
+    ``e`` is not constant. Nothing is reported."""
+    return Checker(ast.Program("p", (), ()), registry, "<constant>", []).visit(e)

@@ -88,3 +88,23 @@ class DSLArgumentError(DSLError):
         self.diagnostics = []
         self.summary = message
         PPLError.__init__(self, message)
+
+
+class Failure:
+    """Raises the located runtime errors of one program:
+    ``fail(node, message)`` raises :class:`DSLRuntimeError` at ``node``'s
+    place in ``filename`` (``column``/``end`` narrow it, ``cause`` chains)."""
+
+    def __init__(self, filename: str, lines: list[str]):
+        self.filename, self.lines = filename, lines
+
+    def diagnostic(self, node, message: str, column: int | None = None, end: int | None = None) -> Diagnostic:
+        line = getattr(node, "line", 0)
+        col = column if column is not None else getattr(node, "column", 0)
+        if column is None and end is None and getattr(node, "end_line", None) == line:
+            end = node.end_column
+        src = self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
+        return Diagnostic(self.filename, line, col, message, src, end)
+
+    def __call__(self, node, message: str, column: int | None = None, cause=None, end: int | None = None):
+        raise DSLRuntimeError(self.diagnostic(node, message, column, end)) from cause

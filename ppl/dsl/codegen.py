@@ -1,0 +1,341 @@
+"""Code generation: a checked program's body as a flat list of
+instructions (:class:`Instr`), shared by all its particles, and each
+expression as a Python closure ``f(env)`` over a particle's environment.
+
+An instruction is an opcode and up to three operands (closures, variable
+names, jump targets). Control flow is jumps: ``if`` is ``JUMP_IF_FALSE``
+over each branch; a loop's head (``FOR_NEXT``, ``REPEAT_NEXT``, or a
+``while``'s ``JUMP_IF_FALSE``) leaves it, ``LOOP_BACK`` goes back to its
+head, ``break`` is a ``JUMP`` past it. A ``for``/``repeat`` loop keeps its
+state in the environment under a slot name (``%loop1`` ...), and the
+language model is there under :data:`LM_KEY`: names a program cannot write.
+:class:`~ppl.dsl.machine.SteerModel` runs the instructions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..constraints import TokenConstraint
+from ..distributions import NextToken
+from ..errors import ModelError
+from . import ast
+from .builtins import Registry
+from .errors import Failure
+from .operators import OpError, attribute, binop, compare, index, method, slice_, truth, unary
+from .values import show
+
+LM_KEY = "%lm"  # the language model, in every environment (not a legal name)
+
+# opcodes
+(ASSIGN, SAMPLE, OBSERVE, CONDITION, FACTOR, TWIST, JUMP, JUMP_IF_FALSE, FOR_INIT, FOR_NEXT,
+ REPEAT_INIT, REPEAT_NEXT, LOOP_BACK, FINISH, RETURN) = range(15)
+
+OPNAMES = ("ASSIGN SAMPLE OBSERVE CONDITION FACTOR TWIST JUMP JUMP_IF_FALSE FOR_INIT FOR_NEXT "
+           "REPEAT_INIT REPEAT_NEXT LOOP_BACK FINISH RETURN").split()
+
+
+class Instr:
+    """One instruction: ``op`` and up to three operands; ``node`` is the
+    statement it comes from (for error places), ``loop`` the innermost loop
+    around it (for the step limit)."""
+
+    __slots__ = ("op", "a", "b", "c", "node", "loop")
+
+    def __init__(self, op: int, a=None, b=None, c=None, node=None, loop=None):
+        self.op, self.a, self.b, self.c, self.node, self.loop = op, a, b, c, node, loop
+
+    def __repr__(self) -> str:
+        line = getattr(self.node, "line", "?")
+        return f"<{OPNAMES[self.op]} {self.a!r} {self.b!r} line {line}>"
+
+
+@dataclass
+class CompiledProgram:
+    """A checked program's code, shared by all its particles; ``params`` are
+    its declared parameters (:class:`~ppl.dsl.factory.Param` s)."""
+
+    name: str
+    filename: str
+    source: str
+    ast: ast.Program
+    params: tuple[Any, ...]
+    code: list[Instr]
+    fail: Failure
+    doc: str = ""
+
+
+def generate(program: ast.Program, registry: Registry, fail: Failure) -> list[Instr]:
+    """The instructions of a checked program's body."""
+    gen = CodeGen(registry, fail)
+    gen.block(program.body)
+    return gen.code
+
+
+class ExprCompiler(ast.Visitor):
+    """Expressions -> closures ``f(env)``; a failing operation raises a
+    located :class:`~ppl.dsl.errors.DSLRuntimeError` through ``fail``."""
+
+    def __init__(self, registry: Registry, fail: Failure):
+        self.registry = registry
+        self.fail = fail
+
+    def visit_Const(self, e):
+        value = e.value
+        return lambda env: value
+
+    def visit_ListExpr(self, e):
+        fs = [self.visit(item) for item in e.items]
+        fail = self.fail
+
+        def f(env):
+            items = tuple(g(env) for g in fs)
+            for x in items:
+                if isinstance(x, NextToken):
+                    fail(e, "a next-token distribution cannot be put in a list")
+            return items
+
+        return f
+
+    def visit_Name(self, e):
+        name = e.id
+        entry = self.registry.get(name)
+        if entry is not None and entry.is_constant:
+            value = entry.value
+            return lambda env: value
+        fail = self.fail
+
+        def f(env):
+            try:
+                return env[name]
+            except KeyError:
+                fail(e, f"{name!r} is used before it is given a value")
+
+        return f
+
+    def _op(self, e, fn, *subs):
+        fail = self.fail
+        if len(subs) == 1:
+            (g,) = subs
+
+            def f1(env):
+                try:
+                    return fn(g(env))
+                except OpError as exc:
+                    fail(e, str(exc), cause=exc)
+
+            return f1
+        g, h = subs
+
+        def f2(env):
+            a, b = g(env), h(env)
+            try:
+                return fn(a, b)
+            except OpError as exc:
+                fail(e, str(exc), cause=exc)
+
+        return f2
+
+    def visit_BinOp(self, e):
+        op = e.op
+        return self._op(e, lambda a, b: binop(op, a, b), self.visit(e.left), self.visit(e.right))
+
+    def visit_Compare(self, e):
+        op = e.op
+        return self._op(e, lambda a, b: compare(op, a, b), self.visit(e.left), self.visit(e.right))
+
+    def visit_BoolOp(self, e):
+        left, right, fail = self.visit(e.left), self.visit(e.right), self.fail
+        is_and = e.op == "and"
+
+        def f(env):
+            a = left(env)
+            if isinstance(a, TokenConstraint):
+                b = right(env)
+                if not isinstance(b, TokenConstraint):
+                    fail(e, f"'{e.op}' combines two token constraints; got a constraint and {show(b)}")
+                return (a & b) if is_and else (a | b)
+            if truth(a) != is_and:
+                return a
+            return right(env)
+
+        return f
+
+    def visit_UnaryOp(self, e):
+        op = e.op
+        return self._op(e, lambda a: unary(op, a), self.visit(e.operand))
+
+    def visit_Index(self, e):
+        return self._op(e, index, self.visit(e.value), self.visit(e.index))
+
+    def visit_Slice(self, e):
+        value, fail = self.visit(e.value), self.fail
+        lo = self.visit(e.lower) if e.lower is not None else (lambda env: None)
+        hi = self.visit(e.upper) if e.upper is not None else (lambda env: None)
+
+        def f(env):
+            v, a, b = value(env), lo(env), hi(env)
+            try:
+                return slice_(v, a, b)
+            except OpError as exc:
+                fail(e, str(exc), cause=exc)
+
+        return f
+
+    def visit_Attribute(self, e):
+        value, name, fail = self.visit(e.value), e.attr, self.fail
+
+        def f(env):
+            v = value(env)
+            try:
+                return attribute(v, name)
+            except OpError as exc:
+                fail(e, str(exc), column=e.attr_column, end=e.attr_column + len(name), cause=exc)
+
+        return f
+
+    def visit_MethodCall(self, e):
+        value, name, fail = self.visit(e.value), e.method, self.fail
+        args = [self.visit(a) for a in e.args]
+
+        def f(env):
+            v = value(env)
+            try:
+                return method(v, name, tuple(g(env) for g in args))
+            except (OpError, ModelError) as exc:
+                fail(e, str(exc), column=e.attr_column, end=e.attr_column + len(name), cause=exc)
+
+        return f
+
+    def visit_Call(self, e):
+        entry = self.registry.get(e.func.id)
+        fail = self.fail
+        if entry is None or entry.is_constant:  # the checker reports these
+            name = e.func.id
+
+            def missing(env):
+                fail(e, f"unknown function {name!r}")
+
+            return missing
+        args = [self.visit(a) for a in e.args]
+        needs_lm = entry.needs_lm
+
+        def f(env):
+            values = tuple(g(env) for g in args)
+            for x in values:
+                if isinstance(x, NextToken):
+                    fail(e, "a next-token distribution cannot be passed to a function; sample it first")
+            try:
+                return entry.call(values, env.get(LM_KEY) if needs_lm else None)
+            except (OpError, ModelError) as exc:
+                fail(e, str(exc), cause=exc)
+
+        return f
+
+
+class CodeGen(ast.Visitor):
+    """Statements -> instructions, appended to ``code``."""
+
+    def __init__(self, registry: Registry, fail: Failure):
+        self.expr = ExprCompiler(registry, fail)
+        self.code: list[Instr] = []
+        self.loops: list[tuple[ast.Stmt, int, list[Instr]]] = []  # (loop, continue pc, breaks)
+        self.slots = 0
+
+    def emit(self, op, a=None, b=None, c=None, node=None) -> Instr:
+        ins = Instr(op, a, b, c, node, self.loops[-1][0] if self.loops else None)
+        self.code.append(ins)
+        return ins
+
+    def block(self, body) -> None:
+        for s in body:
+            self.visit(s)
+
+    def slot(self) -> str:
+        self.slots += 1
+        return f"%loop{self.slots}"
+
+    def closure(self, e: ast.Expr) -> Callable[[dict], Any]:
+        return self.expr.visit(e)
+
+    def visit_Assign(self, s: ast.Assign) -> None:
+        self.emit(ASSIGN, self.closure(s.value), s.target.id, node=s)
+
+    def visit_Sample(self, s: ast.Sample) -> None:
+        where = self.closure(s.where) if s.where is not None else None
+        self.emit(SAMPLE, self.closure(s.dist), s.target.id, where, node=s)
+
+    def visit_Observe(self, s: ast.Observe) -> None:
+        self.emit(OBSERVE, self.closure(s.dist), self.closure(s.value), node=s)
+
+    def visit_Condition(self, s: ast.Condition) -> None:
+        self.emit(CONDITION, self.closure(s.test), node=s)
+
+    def visit_Factor(self, s: ast.Factor) -> None:
+        self.emit(FACTOR, self.closure(s.value), node=s)
+
+    def visit_Twist(self, s: ast.Twist) -> None:
+        self.emit(TWIST, self.closure(s.value), node=s)
+
+    def visit_Finish(self, s: ast.Finish) -> None:
+        self.emit(FINISH, node=s)
+
+    def visit_Return(self, s: ast.Return) -> None:
+        self.emit(RETURN, self.closure(s.value), node=s)
+
+    def visit_Pass(self, s: ast.Pass) -> None:
+        pass
+
+    def visit_Break(self, s: ast.Break) -> None:
+        self.loops[-1][2].append(self.emit(JUMP, None, node=s))
+
+    def visit_Continue(self, s: ast.Continue) -> None:
+        self.emit(LOOP_BACK, self.loops[-1][1], node=s)
+
+    def visit_If(self, s: ast.If) -> None:
+        ends = []
+        for test, body in s.branches:
+            jump = self.emit(JUMP_IF_FALSE, self.closure(test), None, node=s)
+            self.block(body)
+            ends.append(self.emit(JUMP, None, node=s))
+            jump.b = len(self.code)
+        if s.orelse:
+            self.block(s.orelse)
+        for j in ends:
+            j.a = len(self.code)
+
+    def visit_For(self, s: ast.For) -> None:
+        slot = self.slot()
+        self.emit(FOR_INIT, self.closure(s.iter), slot, node=s)
+        self.loop(s, FOR_NEXT, slot, s.target.id)
+
+    def visit_Repeat(self, s: ast.Repeat) -> None:
+        slot = self.slot()
+        self.emit(REPEAT_INIT, self.closure(s.count), slot, node=s)
+        self.loop(s, REPEAT_NEXT, slot, None)
+
+    def visit_While(self, s: ast.While) -> None:
+        top = len(self.code)
+        breaks: list[Instr] = []
+        self.loops.append((s, top, breaks))
+        test = self.emit(JUMP_IF_FALSE, self.closure(s.test), None, node=s)
+        self.block(s.body)
+        self.emit(LOOP_BACK, top, node=s)
+        self.loops.pop()
+        test.b = len(self.code)
+        for j in breaks:
+            j.a = len(self.code)
+
+    def loop(self, s, next_op: int, slot: str, target: str | None) -> None:
+        """A for/repeat loop: its head ``next_op`` leaves it when done."""
+        top = len(self.code)
+        breaks: list[Instr] = []
+        self.loops.append((s, top, breaks))
+        head = self.emit(next_op, slot, target, None, node=s)
+        self.block(s.body)
+        self.emit(LOOP_BACK, top, node=s)
+        self.loops.pop()
+        head.c = len(self.code)
+        for j in breaks:
+            j.a = len(self.code)
