@@ -63,7 +63,7 @@ class BenchLipogram(ppl.Model):
 def fresh(lm):
     """A CachedTransformer on the same weights with an empty cache, so that
     no run profits from an earlier one's prefixes."""
-    from ppl.runtime.cached_transformer import CachedTransformer
+    from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 
     return CachedTransformer(lm.model, lm.tokenizer, device=lm.device, dtype=lm.dtype, name=lm.name)
 
@@ -94,7 +94,7 @@ def run_raw(lm, B: int, n_tokens: int, seed: int = 0) -> dict:
     """Plain batched decoding: B rows, one forward per new token, DynamicCache."""
     from transformers import DynamicCache
 
-    from ppl.runtime.kv_cache_adapter import cache_kwarg_name
+    from ppl.runtime.backends.hf.cache_adapter import cache_kwarg_name
 
     model, device = lm.model, lm.device
     kw = cache_kwarg_name(model)
@@ -178,6 +178,43 @@ def table(rows: list[list], header: list[str]) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
+def config_table(lm, args, best) -> str:
+    """The (N, K) table: ours against raw decoding, per configuration."""
+    rows = []
+    for N, K in ([(4, 1), (16, 3)] if args.quick else CONFIGS):
+        raw = best(run_raw, lm, N * K, args.tokens)
+        ours = best(run_ours, lm, N, K, args.tokens)
+        row = [f"N={N} K={K}", f"{ours['wall']:.3f}", f"{raw['wall']:.3f}",
+               f"{ours['particle_steps'] / ours['wall']:.0f}", f"{raw['tokens'] / raw['wall']:.0f}",
+               f"{ours['wall'] / raw['wall']:.2f}", ours["forward_passes"], f"{ours['rows_per_pass']:.1f}",
+               f"{ours['computed_per_step']:.3f}",
+               f"{ours['kv_bytes'] / 2**20:.1f}/{raw['kv_bytes'] / 2**20:.1f}"]
+        if args.memory:
+            po, pr = _subprocess_peak("ours", N, K, args.tokens), _subprocess_peak("raw", N, K, args.tokens)
+            row.append(f"{po['peak_rss_mb']:.0f}/{pr['peak_rss_mb']:.0f}")
+            row.append(f"{po['peak_rss_mb'] - po['rss_before_mb']:.0f}/{pr['peak_rss_mb'] - pr['rss_before_mb']:.0f}")
+        rows.append(row)
+    header = ["config", "ours s", "raw s", "particle-steps/s", "raw tokens/s", "ratio",
+              "forwards", "rows/pass", "computed/step", "KV MiB ours/raw"]
+    if args.memory:
+        header += ["peak RSS MiB ours/raw", "run growth MiB ours/raw"]
+    return table(rows, header)
+
+
+def sweep_table(lm, args, best) -> str:
+    """The length sweep at N=16 K=1."""
+    rows = []
+    for n in ([24, 96] if args.quick else LENGTHS):
+        raw = best(run_raw, lm, 16, n)
+        ours = best(run_ours, lm, 16, 1, n)
+        rows.append([n, f"{ours['wall']:.3f}", f"{raw['wall']:.3f}",
+                     f"{1e3 * ours['wall'] / ours['particle_steps']:.3f}",
+                     f"{1e3 * raw['wall'] / raw['tokens']:.3f}",
+                     f"{ours['wall'] / raw['wall']:.2f}", f"{ours['computed_per_step']:.3f}"])
+    return table(rows, ["new tokens", "ours s", "raw s", "ms/particle-step", "raw ms/token",
+                        "ratio", "computed/step"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.runtime", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="configs (4,1), (16,3) and lengths 24, 96")
@@ -197,8 +234,6 @@ def main(argv=None) -> int:
     lm = ppl.load_lm()
     print(f"model: {lm.name} on {lm.device} ({lm.dtype}), loaded in {time.perf_counter() - t_load:.1f} s; "
           f"torch threads: {torch.get_num_threads()}")
-    configs = [(4, 1), (16, 3)] if args.quick else CONFIGS
-    lengths = [24, 96] if args.quick else LENGTHS
     run_ours(lm, 2, 2, 4)  # warm up both paths
     run_raw(lm, 4, 4)
 
@@ -206,39 +241,11 @@ def main(argv=None) -> int:
         runs = [fn(*a) for _ in range(args.repeats)]
         return min(runs, key=lambda r: r["wall"])
 
-    rows = []
-    for N, K in configs:
-        raw = best(run_raw, lm, N * K, args.tokens)
-        ours = best(run_ours, lm, N, K, args.tokens)
-        row = [f"N={N} K={K}", f"{ours['wall']:.3f}", f"{raw['wall']:.3f}",
-               f"{ours['particle_steps'] / ours['wall']:.0f}", f"{raw['tokens'] / raw['wall']:.0f}",
-               f"{ours['wall'] / raw['wall']:.2f}", ours["forward_passes"], f"{ours['rows_per_pass']:.1f}",
-               f"{ours['computed_per_step']:.3f}",
-               f"{ours['kv_bytes'] / 2**20:.1f}/{raw['kv_bytes'] / 2**20:.1f}"]
-        if args.memory:
-            po, pr = _subprocess_peak("ours", N, K, args.tokens), _subprocess_peak("raw", N, K, args.tokens)
-            row.append(f"{po['peak_rss_mb']:.0f}/{pr['peak_rss_mb']:.0f}")
-            row.append(f"{po['peak_rss_mb'] - po['rss_before_mb']:.0f}/{pr['peak_rss_mb'] - pr['rss_before_mb']:.0f}")
-        rows.append(row)
-    header = ["config", "ours s", "raw s", "particle-steps/s", "raw tokens/s", "ratio",
-              "forwards", "rows/pass", "computed/step", "KV MiB ours/raw"]
-    if args.memory:
-        header += ["peak RSS MiB ours/raw", "run growth MiB ours/raw"]
     print(f"\nlipogram, {args.tokens} new tokens, best of {args.repeats}")
-    print(table(rows, header))
-
+    print(config_table(lm, args, best))
     if not args.no_sweep:
-        rows = []
-        for n in lengths:
-            raw = best(run_raw, lm, 16, n)
-            ours = best(run_ours, lm, 16, 1, n)
-            rows.append([n, f"{ours['wall']:.3f}", f"{raw['wall']:.3f}",
-                         f"{1e3 * ours['wall'] / ours['particle_steps']:.3f}",
-                         f"{1e3 * raw['wall'] / raw['tokens']:.3f}",
-                         f"{ours['wall'] / raw['wall']:.2f}", f"{ours['computed_per_step']:.3f}"])
         print("\nlength sweep, N=16 K=1")
-        print(table(rows, ["new tokens", "ours s", "raw s", "ms/particle-step", "raw ms/token",
-                           "ratio", "computed/step"]))
+        print(sweep_table(lm, args, best))
     return 0
 
 

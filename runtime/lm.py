@@ -15,7 +15,7 @@ at the same moment are answered by one batched call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -36,11 +36,38 @@ class LanguageModel(ABC):
 
     and implement :meth:`batch_next_token_logprobs`, :meth:`encode` and
     :meth:`decode`.
+
+    Optional capabilities have defaults here, so callers use them directly
+    (never ``getattr(lm, ..., default)``); a backend that has one overrides it:
+
+    - :attr:`name`: shown in reports and stats (default: the class name);
+    - :attr:`special_ids`: token ids that are not text (BOS, chat markers;
+      EOS may be among them), default ``frozenset()``;
+    - :attr:`tokenizer`: the Hugging Face tokenizer behind the vocabulary, or
+      ``None`` (constraints then build their tokenizer from ``vocab_bytes``);
+    - :attr:`load_info`: what the loader reports (source, device, timings), or
+      ``None``;
+    - :meth:`pin`: keep a prefix cached while a context uses it (default: no
+      cache, returns ``None``);
+    - :meth:`prompt_ids` and :meth:`stats` (defaults: ``encode``, ``{}``).
     """
 
     vocab: list[str]
     vocab_bytes: list[bytes]
     eos_token_id: int
+
+    special_ids: frozenset[int] = frozenset()
+    tokenizer: Any = None
+    load_info: dict | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name (default: the class name)."""
+        return self.__dict__.get("_name") or type(self).__name__
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._name = value
 
     @property
     def vocab_size(self) -> int:
@@ -60,6 +87,12 @@ class LanguageModel(ABC):
     @abstractmethod
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of a sequence of token ids (EOS contributes nothing)."""
+
+    def pin(self, prefix: Sequence[int]) -> Any:
+        """Keep the cached state of ``prefix`` alive while the returned handle
+        is referenced (a context holds it; its clones share it). Backends
+        without a cache return ``None``."""
+        return None
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids that start a context for ``prompt``; backends that need a

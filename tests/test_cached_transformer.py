@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from ppl.runtime.cached_transformer import CachedTransformer, ModelError, TokenIdError
+from ppl.errors import ForwardError, TokenIdError
+from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
+from ppl.runtime.backends.hf.vocab import bytes_to_unicode, vocab_tables
 from ppl.runtime.scheduler import Scheduler
-from ppl.runtime.vocab import bytes_to_unicode, vocab_tables
 
 try:  # tests/ as a package or as a plain directory on sys.path
     from tests.tiny_models import (
@@ -271,6 +272,41 @@ def test_released_pending_pin_is_forgotten():
     assert lm.stats()["nodes"] == 0
 
 
+def _corrupt(lm, how):
+    trie = lm._trie
+    nodes = [n for n in _walk(trie.root)]
+    a, b = nodes[0], nodes[-1]
+    if how == "shared slot":
+        b.slot = a.slot
+    elif how == "leaf set":
+        trie._leaves.discard(b if not b.children else next(iter(trie._leaves)))
+    elif how == "node count":
+        trie.n_nodes += 1
+    elif how == "negative pin":
+        a.pins = -1
+    elif how == "stale index":
+        prefix, node = next(iter(trie._index.items()))
+        trie._index[prefix] = node.parent if node.parent is not trie.root else next(iter(node.children.values()))
+    elif how == "log-prob cache":
+        lm._lp_cache.nbytes += 1
+
+
+def _walk(node):
+    for child in node.children.values():
+        yield child
+        yield from _walk(child)
+
+
+@pytest.mark.parametrize("how", ["shared slot", "leaf set", "node count", "negative pin", "stale index", "log-prob cache"])
+def test_check_integrity_catches_corruption(how):
+    lm = tiny_cached("llama")
+    lm.batch_next_token_logprobs([(1, 2, 3, 4), (1, 2, 5), (7, 8)])
+    lm.check_integrity()
+    _corrupt(lm, how)
+    with pytest.raises(AssertionError):
+        lm.check_integrity()
+
+
 # --------------------------------------------------------------------- errors
 def test_bad_token_id_is_named():
     lm = tiny_cached("llama")
@@ -287,7 +323,7 @@ def test_bad_token_id_is_named():
     lm.check_integrity()
 
 
-def test_forward_failure_raises_model_error(monkeypatch):
+def test_forward_failure_raises_forward_error(monkeypatch):
     lm = tiny_cached("gpt2")
     lm.batch_next_token_logprobs([(1, 2, 3)])
 
@@ -295,7 +331,7 @@ def test_forward_failure_raises_model_error(monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(lm.model, "forward", boom)
-    with pytest.raises(ModelError, match=r"batch of 2 rows \(3 cached \+ 2 new .*out of memory"):
+    with pytest.raises(ForwardError, match=r"batch of 2 rows \(3 cached \+ 2 new .*out of memory"):
         lm.batch_next_token_logprobs([(1, 2, 3, 4), (1, 2, 3, 5, 6)])
     monkeypatch.undo()
     lm.check_integrity()

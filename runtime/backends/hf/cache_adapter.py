@@ -1,13 +1,17 @@
-"""The one module that touches the transformers cache API (transformers 5.x).
+"""The one module that touches the transformers cache and attention API (5.x).
 
 A batch's keys and values live in one buffer ``[batch, cached + new, layer,
 k|v, kv_heads, head_dim]``, gathered from the KV pool in one indexing
-operation, with the new positions left empty. :func:`build_cache` wraps the buffers in a
-:class:`transformers.DynamicCache` whose layers (:class:`BufferLayer`) expose
-the cached part before the forward pass and write the new tokens' keys and
-values into the empty part during it, instead of concatenating (which would
-copy the whole cache once more per layer). After the pass the buffers hold
-every position's keys and values, ready to be written back into the pool.
+operation, with the new positions left empty. :func:`build_cache` wraps the
+buffers in a :class:`transformers.DynamicCache` whose layers
+(:class:`BufferLayer`) expose the cached part before the forward pass and
+write the new tokens' keys and values into the empty part during it, instead
+of concatenating (which would copy the whole cache once more per layer).
+After the pass the buffers hold every position's keys and values, ready to be
+written back into the pool. :func:`forward` is the model call itself (the
+cache keyword, the 2-D attention mask, ``position_ids``, ``logits_to_keep``);
+:func:`probe_kv_shape`, :func:`logits_width` and :func:`max_positions` read
+the shapes the rest of the backend needs.
 
 The rest of the runtime sees plain tensors.
 """
@@ -128,3 +132,49 @@ def probe_kv_shape(model, cache_kw: str, device) -> tuple[int, int, int, torch.d
     if (h, d) != (hv, dv):
         raise NotImplementedError("keys and values of different shapes are not supported")
     return len(kv), h, d, kv[0][0].dtype
+
+
+def forward(
+    model,
+    cache_kw: str,
+    buffers: torch.Tensor,
+    cached: int,
+    *,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    logits_to_keep: torch.Tensor,
+) -> torch.Tensor:
+    """Logits of one forward pass of ``input_ids`` ``[rows, new]`` on top of
+    the first ``cached`` positions of ``buffers`` (see :func:`build_cache`),
+    which receive the new positions' keys and values.
+
+    ``attention_mask`` is 2-D ``[rows, cached + new]`` (1: a real key, 0:
+    padding), or None when no row is padded (the model then keeps its causal
+    fast path); ``position_ids`` are each row's true positions;
+    ``logits_to_keep`` ``[rows, kept]`` picks the positions whose logits are
+    returned, ``[rows, kept, logits width]``."""
+    cache = build_cache(model.config, buffers, cached)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=logits_to_keep,
+        **{cache_kw: cache},
+    )
+    return out.logits
+
+
+def logits_width(model) -> int:
+    """Width of the model's logits (may exceed the tokenizer's vocabulary)."""
+    out_emb = model.get_output_embeddings()
+    return int(out_emb.weight.shape[0]) if out_emb is not None else int(model.config.vocab_size)
+
+
+def max_positions(model) -> int | None:
+    """The longest sequence the model's position embeddings allow, or None."""
+    cfg = model.config
+    if hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config(decoder=True)
+    return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
