@@ -32,7 +32,8 @@ import time
 import numpy as np
 
 import ppl
-from ppl.constraints import awrs, grammar, json_schema, regex
+from ppl import awrs
+from ppl.constraints import grammar, json_schema, regex
 from ppl.constraints.sequence import ConstraintState
 from ppl.distributions import NextToken
 
@@ -91,7 +92,7 @@ def instrument(lm, timers: Timers):
 
     def after_view(orig):
         async def timed(self, *args):
-            await self._view()  # the model call (timed as forward) and the mask
+            await self.view()  # the model call (timed as forward) and the mask
             t = time.perf_counter()
             try:
                 return await orig(self, *args)  # memoised view: CPU work only

@@ -1,7 +1,7 @@
 """An arithmetic expression, in a grammar, that evaluates to a target number.
 
 What it shows: a grammar constraint (``grammar/arithmetic.lark``, read with
-``ppl.grammar.read("arithmetic")``, with a newline added after the expression
+``ppl.grammars.read("arithmetic")``, with a newline added after the expression
 so that the model can end its line) that keeps every particle a well-formed
 expression, a hard ``condition`` at the end (the value must equal the
 target, and there must be at least one operator) and a ``twist`` along the
@@ -32,7 +32,7 @@ import ppl
 PROMPT = "Q: Write a sum or a product that equals {target}.\nA: {target} ="
 # The shipped grammar, with a newline after the expression: the model ends a
 # line far more readily than it emits EOS.
-GRAMMAR = ppl.grammar.read("arithmetic").replace("?start: sum", 'start: sum "\\n"')
+GRAMMAR = ppl.grammars.read("arithmetic").replace("?start: sum", 'start: sum "\\n"')
 OPERATOR = re.compile(r"[0-9)]\s*[-+*/]")
 
 
@@ -59,7 +59,7 @@ def _parser():
         def neg(self, items):
             return -items[0]
 
-    return Lark(ppl.grammar.read("arithmetic"), parser="lalr", transformer=Evaluate())
+    return Lark(ppl.grammars.read("arithmetic"), parser="lalr", transformer=Evaluate())
 
 
 @lru_cache(maxsize=100_000)

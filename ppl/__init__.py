@@ -9,9 +9,10 @@ and run an inference algorithm::
     result.posterior(), result.log_Z
 """
 
-from . import grammar  # the grammar files; calling ppl.grammar(...) builds the constraint
+from . import grammars  # the shipped .lark files: ppl.grammars.read(name)
 from .constraints import (
     ConstraintError,
+    grammar,
     Potential,
     SequenceConstraint,
     TokenConstraint,
@@ -59,14 +60,18 @@ from .runtime.inference import importance_sampling, infer, smc_standard, smc_ste
 __version__ = "0.1.0"
 
 
-def load_lm(name_or_path=None, *, device=None, dtype=None, memory_budget_bytes=None):
-    """A :class:`~ppl.runtime.cached_transformer.CachedTransformer` for a
-    transformers model: the packaged default (SmolLM2-135M-Instruct) when
+def load_lm(name_or_path=None, *, backend: str = "hf", **options):
+    """A language model from a registered backend (see
+    :mod:`ppl.runtime.backends.registry`). With the default ``backend="hf"``:
+    a :class:`~ppl.runtime.backends.hf.cached_transformer.CachedTransformer`
+    for the packaged default model (SmolLM2-135M-Instruct) when
     ``name_or_path`` is None, else a local folder, a ``.gguf`` file or a hub
-    model id. Imports torch and transformers on first use."""
-    from .runtime.backends.hf import load_lm as _load_lm
+    model id; ``options`` are ``device``, ``dtype`` and
+    ``memory_budget_bytes``. Imports torch and transformers on first use.
+    An unknown backend raises ``ValueError`` listing the registered ones."""
+    from .runtime.backends import load_lm as _load_lm
 
-    return _load_lm(name_or_path, device=device, dtype=dtype, memory_budget_bytes=memory_budget_bytes)
+    return _load_lm(name_or_path, backend=backend, **options)
 
 
 __all__ = [
@@ -81,6 +86,7 @@ __all__ = [
     "awrs",
     "choice",
     "grammar",
+    "grammars",
     "json_schema",
     "matches_token",
     "no_special",

@@ -37,8 +37,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import PPLError, UsageError
+from .errors import ModelLoadError, PPLError, UsageError
 from .program_files import ProgramFailed, build_arguments, find_program, import_extensions, load_module
+from .runtime.backends.registry import available_backends, backend_summary
 from .runtime.inference import get_method, methods
 from .runtime.observers import Progress
 from .runtime.resampling import RESAMPLERS
@@ -93,8 +94,9 @@ def _make_lm(args, module):
         return make()
     from . import load_lm
 
+    options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
     try:
-        return load_lm(args.model, device=args.device, dtype=args.dtype)
+        return load_lm(args.model, backend=args.backend, **options)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     except Exception as exc:
@@ -133,7 +135,7 @@ def cmd_run(args) -> int:
         if progress:
             progress.close()
     settings = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
-    lm_name = getattr(lm, "name", None) or (type(lm).__name__ if lm is not None else "no model")
+    lm_name = lm.name if lm is not None else "no model"
     print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})"))
     for target, write in ((args.json, result.to_json), (args.html, result.to_html)):
         if target:
@@ -175,7 +177,7 @@ def cmd_models(args) -> int:
     print(f"default model: {hf.DEFAULT_MODEL_NAME}")
     try:
         print(f"  packaged file: {hf.default_model_path()}")
-    except hf.ModelLoadError as exc:
+    except ModelLoadError as exc:
         print(f"  not installed: {exc}")
     cache = hf.cache_dir() / "models"
     print(f"  cache folder: {cache}")
@@ -230,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
                      help="language model: a transformers folder, .gguf file or hub id, or a .py "
                           "file defining make_lm() (default: SmolLM2-135M-Instruct, packaged)")
+    run.add_argument("--backend", default="hf", choices=available_backends(), metavar="NAME",
+                     help="; ".join(f"{b}: {backend_summary(b)}" for b in available_backends())
+                     + " (default: hf)")
     run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
     run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
     run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")

@@ -67,8 +67,7 @@ class LMContext:
     def _set(self, ids: tuple[int, ...]) -> None:
         self._ids = ids
         self._memo: np.ndarray | None = None
-        pin = getattr(self.lm, "pin", None)
-        self._pin = pin(ids) if pin is not None else None
+        self._pin = self.lm.pin(ids)  # keeps the prefix's cache alive (None if the model has none)
 
     # -- cloning: share the immutable sequence, never the handle -------------
     def __deepcopy__(self, memo):

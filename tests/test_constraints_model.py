@@ -101,7 +101,7 @@ def test_grammar(lm):
 def test_shipped_grammar_and_choice(lm):
     """The shipped arithmetic grammar intersected with a length bound (so that
     the text must end within a few tokens)."""
-    parser = lark.Lark(importlib.import_module("ppl.grammar").read("arithmetic"))
+    parser = lark.Lark(importlib.import_module("ppl.grammars").read("arithmetic"))
     both = [grammar("arithmetic"), regex(r"[0-9+*/() -]{1,6}")]
     texts = finished_texts(run(lm, "Write a short sum: ", both, 10, seed=1))
     for text in texts:

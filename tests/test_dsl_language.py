@@ -343,10 +343,10 @@ def test_load_and_check_file(tmp_path):
 
 
 def test_the_steer_grammar_is_package_data():
-    from ppl import grammar
+    from ppl import grammars
 
-    assert "steer" in grammar.available()
-    assert "program" in grammar.read("steer")
+    assert "steer" in grammars.available()
+    assert "program" in grammars.read("steer")
 
 
 def test_the_example_checks():

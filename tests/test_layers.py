@@ -1,7 +1,7 @@
 """The allowed import directions, written down and enforced.
 
 Reads every module of the installed package (``ppl/``, ``runtime/`` as
-``ppl.runtime``, ``grammar/`` as ``ppl.grammar``) with ``ast``, collects its
+``ppl.runtime``, ``grammar/`` as ``ppl.grammars``) with ``ast``, collects its
 explicit imports (at module level and inside functions alike: an import in a
 function body is how a cycle hides), and checks:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"ppl": ROOT / "ppl", "ppl.runtime": ROOT / "runtime", "ppl.grammar": ROOT / "grammar"}
+SOURCES = {"ppl": ROOT / "ppl", "ppl.runtime": ROOT / "runtime", "ppl.grammars": ROOT / "grammar"}
 
 #: the one runtime -> language edge the design allows
 SANCTIONED = {("ppl.runtime.lm", "ppl.context")}
@@ -84,7 +84,7 @@ def _in(name: str, *packages: str) -> bool:
 
 
 def test_the_sources_are_found():
-    for expected in ("ppl.model", "ppl.running", "ppl.runtime.lm", "ppl.runtime.inference.driver", "ppl.grammar"):
+    for expected in ("ppl.model", "ppl.running", "ppl.runtime.lm", "ppl.runtime.inference.driver", "ppl.grammars"):
         assert expected in MODULES
     assert "ppl.context" in GRAPH["ppl.runtime.lm"], "the sanctioned edge is gone: update SANCTIONED"
 
@@ -125,7 +125,7 @@ FORBIDDEN = [
      "distributions know contexts only through the objects they are given"),
     (("ppl.model", "ppl.program", "ppl.context", "ppl.primitives", "ppl.distributions", "ppl.constraints"),
      ("ppl.dsl", "ppl.cli", "ppl.program_files"), "the language core never imports a front-end"),
-    (("ppl.grammar",), ("ppl",), "the grammar files' package imports nothing of ppl"),
+    (("ppl.grammars",), ("ppl",), "the grammar files' package imports nothing of ppl"),
 ]
 
 

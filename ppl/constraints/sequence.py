@@ -120,7 +120,7 @@ def llg_tokenizer(lm):
     if cached is not None:
         return cached
     llg = _llguidance()
-    hf_tok = getattr(lm, "tokenizer", None)
+    hf_tok = lm.tokenizer
     tok = None
     if hf_tok is not None and hasattr(hf_tok, "backend_tokenizer"):
         import llguidance.hf
@@ -203,7 +203,7 @@ def grammar(lark_text: str, *, fast_forward: bool = False) -> SequenceConstraint
     ``%import common.X``, ``/regex/`` terminals, ``?rule`` and ``-> alias``).
 
     A bare name such as ``"json"`` or ``"arithmetic.lark"`` names a grammar
-    shipped in ``grammar/`` (see ``ppl.grammar.available()``)."""
+    shipped in ``grammar/`` (see ``ppl.grammars.available()``)."""
     if not isinstance(lark_text, str) or not lark_text.strip():
         raise ConstraintError(f"grammar() needs Lark grammar text or a shipped grammar's name, got {lark_text!r}")
     name = None
@@ -219,10 +219,11 @@ def grammar(lark_text: str, *, fast_forward: bool = False) -> SequenceConstraint
 
 
 def _shipped():
-    """The ``ppl.grammar`` package of shipped ``.lark`` files."""
+    """The ``ppl.grammars`` package of shipped ``.lark`` files (imported on
+    use: the constraints do not depend on where the files are installed)."""
     import importlib
 
-    return importlib.import_module("ppl.grammar")
+    return importlib.import_module("ppl.grammars")
 
 
 def json_schema(

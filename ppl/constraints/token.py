@@ -132,7 +132,7 @@ def no_special() -> TokenConstraint:
 
     def mask(lm):
         ok = np.ones(lm.vocab_size, dtype=bool)
-        special = [t for t in getattr(lm, "special_ids", ()) if t != lm.eos_token_id]
+        special = [t for t in lm.special_ids if t != lm.eos_token_id]
         ok[special] = False
         return ok
 

@@ -23,7 +23,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.ast_utils import create_transformer
 from lark.exceptions import UnexpectedInput, VisitError
 
-from .. import grammar as _grammar
+from .. import grammars as _grammars
 from . import ast
 from .errors import Diagnostic
 from .layout import LayoutError, SteerIndenter
@@ -36,7 +36,7 @@ MAX_SYNTAX_ERRORS = 20
 def lark_parser() -> Lark:
     """The LALR parser for ``grammar/steer.lark`` (built once)."""
     return Lark(
-        _grammar.read("steer"),
+        _grammars.read("steer"),
         parser="lalr",
         lexer="basic",  # keywords are reserved everywhere, so errors read predictably
         postlex=SteerIndenter(),

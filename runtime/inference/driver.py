@@ -109,7 +109,7 @@ async def _advance_all(scheduler: Scheduler, particles: Sequence, rng: np.random
 def _stats(scheduler: Scheduler) -> dict:
     out = {"scheduler": scheduler.stats.as_dict()}
     for lm in scheduler.models.values():
-        out[getattr(lm, "name", None) or type(lm).__name__] = lm.stats()
+        out[lm.name] = lm.stats()
     return out
 
 
