@@ -15,9 +15,9 @@ from hypothesis import strategies as st  # noqa: E402
 import ppl  # noqa: E402
 import ppl.dsl as dsl  # noqa: E402
 from test_dsl_language import EVERY_CONSTRUCT  # noqa: E402
-from toy_programs import toy_lm  # noqa: E402
+from support.toy_programs import toy_lm  # noqa: E402
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VALID = [EVERY_CONSTRUCT] + [
     p.read_text() for p in sorted((ROOT / "tests" / "steer").glob("*.steer")) if not p.name.startswith("bad_")
 ] + [

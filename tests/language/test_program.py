@@ -8,7 +8,7 @@ import gc
 import pytest
 
 import ppl
-from toy_programs import LACKS_C, MAX_LEN, lipogram_fn, toy_lm
+from support.toy_programs import LACKS_C, MAX_LEN, lipogram_fn, toy_lm
 
 
 def test_value_is_the_result_and_posterior_key():

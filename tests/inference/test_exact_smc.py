@@ -14,8 +14,8 @@ import math
 import pytest
 
 import ppl
-from stats import check_mean, check_posterior
-from toy_programs import FUNCTION_PROGRAMS, PROGRAMS, Lipogram, Scored, scored_fn, toy_lm
+from support.stats import check_mean, check_posterior
+from support.toy_programs import FUNCTION_PROGRAMS, PROGRAMS, Lipogram, Scored, scored_fn, toy_lm
 
 M = 200  # runs per setting
 
@@ -86,7 +86,7 @@ def test_decorated_and_class_forms_agree_run_for_run():
 
 
 def test_twist_does_not_change_the_target():
-    from toy_programs import TwistedLipogram
+    from support.toy_programs import TwistedLipogram
 
     lm = toy_lm()
     assert TwistedLipogram.exact(lm) == Lipogram.exact(lm)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 import ppl
-from exact import exact_target
+from support.exact import exact_target
 
 VOCAB = ["a", "b", "c", "<eos>"]
 A, B, C, EOS = range(4)

@@ -16,7 +16,7 @@ from ppl.runtime.resampling import (
     resample,
     without_replacement,
 )
-from stats import z_quantile
+from support.stats import z_quantile
 
 W = np.array([0.05, 0.3, 0.0, 0.15, 0.4, 0.1])
 R = 4000  # repetitions for the statistical checks

@@ -11,7 +11,7 @@ import pytest
 
 import ppl
 from ppl.runtime.scheduler import Scheduler
-from toy_programs import Lipogram, Scored, toy_lm
+from support.toy_programs import Lipogram, Scored, toy_lm
 
 
 class Raises(ppl.Model):

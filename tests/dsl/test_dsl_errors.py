@@ -9,7 +9,7 @@ import ppl
 import ppl.dsl as dsl
 from ppl.dsl.parser import lark_parser
 from ppl.dsl.syntax_errors import SYNTAX_EXAMPLES, match_example
-from toy_programs import toy_lm
+from support.toy_programs import toy_lm
 
 H = "program p(n: int = 1, s: str = \"x\"):\n    ctx = lm(s)\n"
 

@@ -27,7 +27,7 @@ try:  # tests/ as a package or as a plain directory on sys.path
         tiny_tokenizer,
     )
 except ImportError:
-    from tiny_models import tiny_cached, tiny_llama, tiny_sentencepiece_tokenizer, tiny_tokenizer
+    from support.tiny_models import tiny_cached, tiny_llama, tiny_sentencepiece_tokenizer, tiny_tokenizer
 
 KINDS = ["llama", "gpt2"]
 TOL = 1e-4
@@ -36,15 +36,6 @@ TOL = 1e-4
 @pytest.fixture(scope="module", params=KINDS)
 def kind(request):
     return request.param
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def reference(lm: CachedTransformer, prefix) -> np.ndarray:

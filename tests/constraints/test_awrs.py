@@ -21,8 +21,8 @@ import pytest
 
 import ppl
 from ppl.distributions.awrs import awrs_draw
-from exact import exact_target
-from stats import check_mean, check_posterior
+from support.exact import exact_target
+from support.stats import check_mean, check_posterior
 from test_constraints import VOCAB, toy, text_of
 
 MAX_LEN = 4

@@ -18,8 +18,8 @@ from ppl.runtime.inference import registry
 from ppl.runtime.inference.driver import Selection, run
 from ppl.runtime.inference.smc import step_every_live
 from ppl.runtime.resampling import RESAMPLERS, Weights, get_resampler, resampling_scheme
-from stats import check_mean, check_posterior
-from toy_programs import Scored, toy_lm
+from support.stats import check_mean, check_posterior
+from support.toy_programs import Scored, toy_lm
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 import ppl.dsl as dsl
 
-DOC = Path(__file__).parent.parent / "docs" / "dsl.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "dsl.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 

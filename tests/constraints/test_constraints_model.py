@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return ppl.load_lm()
+def lm(default_lm):
+    return default_lm
 
 
 class Generate(ppl.Model):

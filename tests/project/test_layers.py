@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {"ppl": ROOT / "ppl", "ppl.runtime": ROOT / "runtime", "ppl.grammars": ROOT / "grammar"}
 
 #: the one runtime -> language edge the design allows

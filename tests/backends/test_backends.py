@@ -104,7 +104,7 @@ def test_cached_transformer_satisfies_the_protocol():
     try:
         from tests.tiny_models import tiny_cached
     except ImportError:
-        from tiny_models import tiny_cached
+        from support.tiny_models import tiny_cached
 
     lm = tiny_cached("gpt2")
     assert isinstance(lm, LanguageModel)

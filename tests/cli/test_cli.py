@@ -188,7 +188,7 @@ def test_bench_outside_the_source_tree(tmp_path, monkeypatch, capsys):
 def test_bench_passes_its_arguments_on(capsys):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "ppl.cli", "bench", "--help"], cwd=root,
                           capture_output=True, text=True)
     assert done.returncode == 0 and "--quick" in done.stdout and "--memory" in done.stdout

@@ -20,8 +20,8 @@ import pytest
 
 import ppl
 from ppl.constraints import ConstraintError, choice, grammar, json_schema, regex
-from exact import exact_target
-from stats import check_mean, check_posterior
+from support.exact import exact_target
+from support.stats import check_mean, check_posterior
 
 VOCAB = ["a", "b", "ab", "<eos>"]
 A, B, AB, EOS = range(4)

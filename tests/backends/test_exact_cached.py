@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import ppl
-from exact import exact_target
-from stats import check_mean, check_posterior
-from toy_programs import VOCAB, Latent, Scored, TwistedLipogram
+from support.exact import exact_target
+from support.stats import check_mean, check_posterior
+from support.toy_programs import VOCAB, Latent, Scored, TwistedLipogram
 
 M = 60
 

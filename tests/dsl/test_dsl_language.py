@@ -16,7 +16,7 @@ import ppl.dsl as dsl
 from ppl.dsl import ast
 from ppl.dsl.codegen import SAMPLE
 from ppl.dsl.parser import parse
-from toy_programs import toy_lm
+from support.toy_programs import toy_lm
 
 
 def run(source: str, *, method="steer", n=4, k=2, seed=0, lm=None, **params):
@@ -352,7 +352,7 @@ def test_the_steer_grammar_is_package_data():
 def test_the_example_checks():
     from pathlib import Path
 
-    examples = Path(__file__).parent.parent / "examples"
+    examples = Path(__file__).resolve().parents[2] / "examples"
     for path in sorted(examples.glob("*.steer")):
         assert dsl.check_file(path) == [], path
     lipogram = dsl.load(examples / "lipogram.steer")

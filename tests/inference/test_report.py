@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import ppl
-from toy_programs import Scored, lipogram_fn, toy_lm
+from support.toy_programs import Scored, lipogram_fn, toy_lm
 
 
 @pytest.mark.parametrize("method,kw", [("steer", {"expand": 3}), ("smc", {"ess_threshold": 1.0}), ("is", {})])
