@@ -24,7 +24,7 @@ import numpy as np
 
 from .constraints.sequence import ConstraintError, ConstraintState, SequenceConstraint
 from .distributions import NextToken, TextContinuation, Token
-from .errors import ModelError
+from .errors import ArgumentError, ModelError
 from .primitives import observe
 
 
@@ -55,7 +55,7 @@ class LMContext:
         ids = tuple(int(t) for t in (lm.prompt_ids(prompt) if prompt_ids is None else prompt_ids))
         for t in ids:
             if not 0 <= t < lm.vocab_size:
-                raise ValueError(f"prompt token id {t} is outside the vocabulary (size {lm.vocab_size})")
+                raise ArgumentError(f"prompt token id {t} is outside the vocabulary (size {lm.vocab_size})")
         self._n_prompt = len(ids)
         self._state = None
         self._set(ids)

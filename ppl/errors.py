@@ -3,12 +3,15 @@
 A leaf module: it imports nothing from ppl, so the language, the runtime and
 the backends can all use it (the one language module the runtime may import).
 Every error a user can cause derives from :class:`PPLError`; several also
-derive from the builtin they refine (``ValueError``, ``RuntimeError``) so
-that code written against the builtins keeps working.
+derive from the builtin they refine (``ValueError``, ``TypeError``,
+``RuntimeError``) so that code written against the builtins keeps working.
+(A bare ``RuntimeError`` or ``AssertionError`` from ppl is a bug in ppl.)
 
 ::
 
     PPLError
+    ├── ArgumentError              an argument out of range (also a ValueError)
+    ├── ArgumentTypeError          an argument of the wrong kind (also a TypeError)
     ├── ModelError                 a primitive used wrongly by a program
     │   └── WeightError            a NaN or +inf log weight
     ├── InferenceError             a particle's program raised during inference
@@ -28,6 +31,16 @@ from __future__ import annotations
 
 class PPLError(Exception):
     """Root of ppl's own errors."""
+
+
+class ArgumentError(PPLError, ValueError):
+    """An argument out of range: ``n_particles=0``, an unknown method, scheme
+    or backend name, probabilities that do not sum to one, ..."""
+
+
+class ArgumentTypeError(PPLError, TypeError):
+    """An argument of the wrong kind: not a steering program, a synchronous
+    function where an ``async def`` is needed, ..."""
 
 
 class ModelError(PPLError):

@@ -49,7 +49,7 @@ import functools
 import inspect
 from typing import Any, Callable, NamedTuple
 
-from .errors import ModelError
+from .errors import ArgumentTypeError, ModelError
 from .model import Model, Site
 from .running import BOUNDARY, ParticleDied, running
 
@@ -219,7 +219,7 @@ def program(fn: Callable) -> Callable[..., ProgramModel]:
     """Turn an ``async def`` steering function into a program: calling the
     result with arguments gives a model that inference routines accept."""
     if not inspect.iscoroutinefunction(fn):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"@ppl.program needs an `async def` function; {getattr(fn, '__name__', fn)!r} is not one"
         )
 

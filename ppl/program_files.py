@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import PPLError, UsageError
+from .errors import ArgumentError, PPLError, UsageError
 from .model import Model
 from .program import ProgramModel
 
@@ -161,7 +161,7 @@ def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> An
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ValueError("expected true/false")
+            raise ArgumentError("expected true/false")
         if kind in (int, float):
             return kind(text)
     except ValueError as exc:

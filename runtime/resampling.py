@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from ppl.errors import ArgumentError
+
 Resampler = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 #: name -> scheme, filled by :func:`resampling_scheme`
@@ -40,7 +42,7 @@ def resampling_scheme(name: str) -> Callable[[Resampler], Resampler]:
 
     def register(fn: Resampler) -> Resampler:
         if name in RESAMPLERS and RESAMPLERS[name] is not fn:
-            raise ValueError(f"a resampling scheme named {name!r} is already registered")
+            raise ArgumentError(f"a resampling scheme named {name!r} is already registered")
         RESAMPLERS[name] = fn
         return fn
 
@@ -90,7 +92,7 @@ def get_resampler(name: str) -> Resampler:
     try:
         return RESAMPLERS[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise ArgumentError(
             f"unknown resampling scheme {name!r}; valid names are: "
             + ", ".join(sorted(RESAMPLERS))
         ) from None
@@ -101,11 +103,11 @@ def resample(W, n: int, rng: np.random.Generator, scheme: str = "systematic") ->
     resampler = get_resampler(scheme)
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 1 or len(W) == 0:
-        raise ValueError(f"weights must be a non-empty 1-D array, got shape {W.shape}")
+        raise ArgumentError(f"weights must be a non-empty 1-D array, got shape {W.shape}")
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise ArgumentError(f"n must be >= 1, got {n}")
     if not np.all(np.isfinite(W)) or np.any(W < 0) or abs(W.sum() - 1.0) > 1e-8:
-        raise ValueError("weights must be finite, non-negative and sum to 1")
+        raise ArgumentError("weights must be finite, non-negative and sum to 1")
     return resampler(W, n, rng)
 
 
@@ -189,9 +191,9 @@ def without_replacement(
     log_w = np.asarray(log_w, dtype=np.float64)
     M = len(log_w)
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise ArgumentError(f"n must be >= 1, got {n}")
     if M < n:
-        raise ValueError(f"cannot keep {n} of {M} particles")
+        raise ArgumentError(f"cannot keep {n} of {M} particles")
     scale = np.log(n / M)
     live = np.flatnonzero(log_w > -np.inf)
     if len(live) <= n:

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ppl.errors import ArgumentError
+
 from .resampling import Weights
 
 ALL_DIED = "all particles died"
@@ -79,7 +81,7 @@ class InferenceResult:
     def sample(self, k: int = 1, rng: np.random.Generator | None = None) -> list:
         """``k`` particles drawn with replacement by their normalised weights."""
         if self.status == ALL_DIED:
-            raise ValueError("cannot sample from a result whose particles all died")
+            raise ArgumentError("cannot sample from a result whose particles all died")
         rng = rng if rng is not None else np.random.default_rng()
         return [self.particles[i] for i in rng.choice(len(self.particles), size=k, p=self.weights)]
 

@@ -21,7 +21,7 @@ import inspect
 import math
 from typing import Any, Callable, Sequence
 
-from ..errors import WeightError
+from ..errors import ArgumentTypeError, WeightError
 
 __all__ = ["Potential", "potential"]
 
@@ -44,7 +44,7 @@ def _text_of(x) -> str:
     text = getattr(x, "text", None)  # an LMContext
     if isinstance(text, str):
         return text
-    raise TypeError(f"a potential scores a string or an LM context, got {x!r}")
+    raise ArgumentTypeError(f"a potential scores a string or an LM context, got {x!r}")
 
 
 async def _resolve(value):
@@ -56,7 +56,7 @@ class Potential:
 
     def __init__(self, fn: Callable | None, name: str | None = None, *, batched: bool = False, parts=()):
         if fn is not None and not callable(fn):
-            raise TypeError(f"potential() needs a function of the text, got {fn!r}")
+            raise ArgumentTypeError(f"potential() needs a function of the text, got {fn!r}")
         self.fn = fn
         self.batched = bool(batched)
         self.parts: tuple[Potential, ...] = tuple(parts)
@@ -128,7 +128,7 @@ def as_potential(x) -> Potential:
         return x
     if callable(x):
         return Potential(x)
-    raise TypeError(f"cannot combine a potential with {x!r}")
+    raise ArgumentTypeError(f"cannot combine a potential with {x!r}")
 
 
 def potential(fn: Callable | None = None, *, name: str | None = None, batched: bool = False):

@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 
 def _vocab_array(lm) -> np.ndarray:
     """The vocabulary's output texts as a numpy string array (EOS -> "")."""
@@ -47,7 +49,7 @@ class TokenConstraint:
         if cached is None:
             cached = np.asarray(self._mask_fn(lm), dtype=bool)
             if cached.shape != (lm.vocab_size,):
-                raise ValueError(
+                raise ArgumentError(
                     f"{self.description}: mask has shape {cached.shape}, "
                     f"expected ({lm.vocab_size},)"
                 )
@@ -81,7 +83,7 @@ def lacks(chars: str) -> TokenConstraint:
     Calls with the same argument return the same object, so its masks are
     computed once even when a program calls ``lacks`` at every step."""
     if not isinstance(chars, str) or not chars:
-        raise ValueError(f"lacks() needs a non-empty string of characters, got {chars!r}")
+        raise ArgumentError(f"lacks() needs a non-empty string of characters, got {chars!r}")
 
     def mask(lm):
         texts = _vocab_array(lm)
@@ -97,7 +99,7 @@ def lacks(chars: str) -> TokenConstraint:
 def contains(text: str) -> TokenConstraint:
     """Tokens whose text contains ``text`` as a substring (cached like ``lacks``)."""
     if not isinstance(text, str) or not text:
-        raise ValueError(f"contains() needs a non-empty string, got {text!r}")
+        raise ArgumentError(f"contains() needs a non-empty string, got {text!r}")
     return TokenConstraint(
         lambda lm: np.char.find(_vocab_array(lm), text) >= 0, f"contains({text!r})"
     )
@@ -109,11 +111,11 @@ def matches_token(pattern: str) -> TokenConstraint:
     (Python ``re.fullmatch``; EOS counts as the empty text). The regex runs
     once per token per model and the mask is cached (like ``lacks``)."""
     if not isinstance(pattern, str):
-        raise ValueError(f"matches_token() needs a regular expression string, got {pattern!r}")
+        raise ArgumentError(f"matches_token() needs a regular expression string, got {pattern!r}")
     try:
         rx = re.compile(pattern)
     except re.error as e:
-        raise ValueError(f"matches_token({pattern!r}): invalid regular expression: {e}") from None
+        raise ArgumentError(f"matches_token({pattern!r}): invalid regular expression: {e}") from None
     full = rx.fullmatch
 
     def mask(lm):
@@ -156,7 +158,7 @@ def token_predicate(fn: Callable[[str], bool], name: str | None = None) -> Token
     model *for this object*: build it once (e.g. in ``__init__``), not at
     every step."""
     if not callable(fn):
-        raise ValueError(f"token_predicate() needs a callable, got {fn!r}")
+        raise ArgumentError(f"token_predicate() needs a callable, got {fn!r}")
     label = name or getattr(fn, "__name__", "predicate")
 
     def mask(lm):
@@ -178,7 +180,7 @@ def as_token_constraint(value) -> TokenConstraint:
         return TokenConstraint(lambda lm: arr, f"mask[{int(arr.sum())} of {len(arr)} allowed]")
     if callable(value):
         return token_predicate(value)
-    raise ValueError(
+    raise ArgumentError(
         "a token constraint must be a ppl.TokenConstraint (e.g. ppl.lacks('e')), "
         f"a boolean mask over the vocabulary, or a predicate on token text; got {value!r}"
     )

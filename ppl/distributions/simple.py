@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ArgumentError
 from .base import Distribution, draw_index
 
 __all__ = ["Bernoulli", "Categorical", "Geometric"]
@@ -15,25 +16,25 @@ __all__ = ["Bernoulli", "Categorical", "Geometric"]
 
 def _as_probs(probs=None, logits=None, *, where: str) -> np.ndarray:
     if (probs is None) == (logits is None):
-        raise ValueError(f"{where}: give exactly one of probs= or logits=")
+        raise ArgumentError(f"{where}: give exactly one of probs= or logits=")
     if probs is not None:
         p = np.asarray(probs, dtype=np.float64)
         if p.ndim != 1 or len(p) == 0:
-            raise ValueError(f"{where}: probs must be a non-empty 1-D sequence")
+            raise ArgumentError(f"{where}: probs must be a non-empty 1-D sequence")
         if not np.all(np.isfinite(p)) or np.any(p < 0):
-            raise ValueError(f"{where}: probs must be finite and non-negative, got {p}")
+            raise ArgumentError(f"{where}: probs must be finite and non-negative, got {p}")
         total = p.sum()
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"{where}: probs must sum to 1, got sum {total:.6g}")
+            raise ArgumentError(f"{where}: probs must sum to 1, got sum {total:.6g}")
         return p / total
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 1 or len(z) == 0:
-        raise ValueError(f"{where}: logits must be a non-empty 1-D sequence")
+        raise ArgumentError(f"{where}: logits must be a non-empty 1-D sequence")
     if np.any(np.isnan(z)) or np.any(z == np.inf):
-        raise ValueError(f"{where}: logits must not be NaN or +inf")
+        raise ArgumentError(f"{where}: logits must not be NaN or +inf")
     top = z.max()
     if top == -np.inf:
-        raise ValueError(f"{where}: every logit is -inf")
+        raise ArgumentError(f"{where}: every logit is -inf")
     p = np.exp(z - top)
     return p / p.sum()
 
@@ -48,7 +49,7 @@ class Categorical(Distribution):
             values = range(len(self.probs))
         self.values = list(values)
         if len(self.values) != len(self.probs):
-            raise ValueError(
+            raise ArgumentError(
                 f"Categorical: {len(self.values)} values for {len(self.probs)} probabilities"
             )
         try:
@@ -80,7 +81,7 @@ class Bernoulli(Distribution):
     def __init__(self, p: float):
         p = float(p)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Bernoulli: p must be in [0, 1], got {p}")
+            raise ArgumentError(f"Bernoulli: p must be in [0, 1], got {p}")
         self.p = p
 
     async def sample(self, rng):
@@ -106,7 +107,7 @@ class Geometric(Distribution):
     def __init__(self, p: float):
         p = float(p)
         if not 0.0 < p <= 1.0:
-            raise ValueError(f"Geometric: p must be in (0, 1], got {p}")
+            raise ArgumentError(f"Geometric: p must be in (0, 1], got {p}")
         self.p = p
 
     async def sample(self, rng):

@@ -34,8 +34,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .types import TYPES, annotation_type, describe_type, fits, value_type
+from ..errors import ArgumentError, ArgumentTypeError
 from .operators import OpError
+from .types import TYPES, annotation_type, describe_type, fits, value_type
 from .values import freeze, show
 
 #: words of the language, which can never name a builtin
@@ -133,13 +134,13 @@ class Registry:
     def add(self, entry: Builtin, *, replace: bool = False) -> Builtin:
         name = entry.name
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"a builtin's name must be an identifier, got {name!r}")
+            raise ArgumentError(f"a builtin's name must be an identifier, got {name!r}")
         if name.startswith("_"):
-            raise ValueError(f"builtin names may not start with '_': {name!r}")
+            raise ArgumentError(f"builtin names may not start with '_': {name!r}")
         if name in KEYWORDS or keyword.iskeyword(name):
-            raise ValueError(f"{name!r} is a keyword and cannot name a builtin")
+            raise ArgumentError(f"{name!r} is a keyword and cannot name a builtin")
         if name in self._entries and not replace:
-            raise ValueError(
+            raise ArgumentError(
                 f"a builtin named {name!r} already exists; pass replace=True to replace it"
             )
         self._entries[name] = entry
@@ -171,7 +172,7 @@ class Registry:
 
 def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, needs_lm) -> Builtin:
     if not callable(f):
-        raise TypeError(f"@builtin needs a function, got {f!r}")
+        raise ArgumentTypeError(f"@builtin needs a function, got {f!r}")
     name = name or getattr(f, "__name__", None)
     try:
         sig = inspect.signature(f)
@@ -195,7 +196,7 @@ def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, ne
         for t in arg_types:
             for part in t.split("|"):
                 if part not in TYPES:
-                    raise ValueError(f"unknown type {part!r} in args of builtin {name!r}; types: {TYPES}")
+                    raise ArgumentError(f"unknown type {part!r} in args of builtin {name!r}; types: {TYPES}")
         if sig is None:
             lo, hi = len(arg_types), len(arg_types)
     if min_args is not None:
@@ -205,7 +206,7 @@ def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, ne
     returns = returns or "any"
     for part in returns.split("|"):
         if part not in TYPES:
-            raise ValueError(f"unknown return type {part!r} of builtin {name!r}; types: {TYPES}")
+            raise ArgumentError(f"unknown return type {part!r} of builtin {name!r}; types: {TYPES}")
     return Builtin(name, fn=f, arg_types=arg_types, min_args=lo, max_args=hi, rest_type=rest,
                    returns=returns, pure=pure, needs_lm=needs_lm,
                    doc=(inspect.getdoc(f) or "").split("\n")[0])

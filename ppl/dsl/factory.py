@@ -14,6 +14,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ArgumentError
 from . import ast
 from .builtins import BUILTINS, Registry
 from .checker import constant
@@ -204,5 +205,5 @@ def _parse_literal_list(text: str) -> tuple:
 
 def positive(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        raise ArgumentError(f"{name} must be an int >= 1, got {value!r}")
     return value

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+from ppl.errors import ArgumentError
+
 __all__ = [
     "BACKEND_MODULES",
     "register_backend",
@@ -47,12 +49,12 @@ def register_backend(name: str, *, summary: str | None = None):
     that is taken raises ``ValueError``.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"a backend name must be a non-empty string, not {name!r}")
+        raise ArgumentError(f"a backend name must be a non-empty string, not {name!r}")
 
     def decorate(loader: Callable[..., Any]) -> Callable[..., Any]:
         old = _LOADERS.get(name)
         if old is not None and _qualname(old) != _qualname(loader):
-            raise ValueError(
+            raise ArgumentError(
                 f"backend {name!r} is already registered by {_qualname(old)}; "
                 f"cannot register {_qualname(loader)} under the same name"
             )
@@ -83,8 +85,8 @@ def backend_summary(name: str) -> str:
     raise _unknown(name)
 
 
-def _unknown(name) -> ValueError:
-    return ValueError(
+def _unknown(name) -> ArgumentError:
+    return ArgumentError(
         f"unknown backend {name!r}; registered backends: {', '.join(available_backends())}"
     )
 

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ppl.errors import ArgumentError
+
 from ..lm import LanguageModel
 from .registry import register_backend
 
@@ -32,22 +34,22 @@ class ToyLM(LanguageModel):
     ):
         vocab = list(vocab)
         if len(vocab) < 2:
-            raise ValueError(f"ToyLM needs at least two tokens (one is EOS), got {vocab!r}")
+            raise ArgumentError(f"ToyLM needs at least two tokens (one is EOS), got {vocab!r}")
         if len(set(vocab)) != len(vocab):
-            raise ValueError(f"ToyLM vocabulary has repeated tokens: {vocab!r}")
+            raise ArgumentError(f"ToyLM vocabulary has repeated tokens: {vocab!r}")
         if isinstance(eos, str):
             if eos not in vocab:
-                raise ValueError(f"EOS token {eos!r} is not in the vocabulary {vocab!r}")
+                raise ArgumentError(f"EOS token {eos!r} is not in the vocabulary {vocab!r}")
             eos_id = vocab.index(eos)
         else:
             eos_id = int(eos)
             if not 0 <= eos_id < len(vocab):
-                raise ValueError(f"EOS id {eos_id} is outside the vocabulary of {len(vocab)}")
+                raise ArgumentError(f"EOS id {eos_id} is outside the vocabulary of {len(vocab)}")
         if not callable(next_probs):
-            raise ValueError("next_probs must be a function from a tuple of token ids to probabilities")
+            raise ArgumentError("next_probs must be a function from a tuple of token ids to probabilities")
         for i, t in enumerate(vocab):
             if i != eos_id and t == "":
-                raise ValueError(f"token {i} has empty text; only EOS may be empty")
+                raise ArgumentError(f"token {i} has empty text; only EOS may be empty")
         self.vocab = vocab
         self.eos_token_id = eos_id
         self.vocab_bytes = [b"" if i == eos_id else t.encode("utf-8") for i, t in enumerate(vocab)]
@@ -66,11 +68,11 @@ class ToyLM(LanguageModel):
     def _logprobs(self, prefix: tuple[int, ...]) -> np.ndarray:
         p = np.asarray(self.next_probs(prefix), dtype=np.float64)
         if p.shape != (self.vocab_size,):
-            raise ValueError(
+            raise ArgumentError(
                 f"next_probs{prefix} returned shape {p.shape}, expected ({self.vocab_size},)"
             )
         if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > 1e-6:
-            raise ValueError(
+            raise ArgumentError(
                 f"next_probs{prefix} must return non-negative probabilities summing to 1, got {p}"
             )
         with np.errstate(divide="ignore"):
@@ -85,7 +87,7 @@ class ToyLM(LanguageModel):
                     pos += len(self.vocab[i])
                     break
             else:
-                raise ValueError(
+                raise ArgumentError(
                     f"cannot tokenise {text!r} at position {pos} ({text[pos:]!r}) "
                     f"with the vocabulary {self.vocab!r}"
                 )
@@ -114,7 +116,7 @@ def load_toy(
     The toy backend builds its model from these options and takes no name or
     path (``name_or_path`` must be None)."""
     if name_or_path is not None:
-        raise ValueError(
+        raise ArgumentError(
             f"the toy backend takes no model name or path (got {name_or_path!r}); "
             "pass vocab= and next_probs= instead"
         )

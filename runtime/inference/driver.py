@@ -33,7 +33,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ppl.errors import InferenceError
+from ppl.errors import ArgumentError, ArgumentTypeError, InferenceError
 
 from ..observers import StepReporter, with_history
 from ..resampling import Weights
@@ -79,14 +79,14 @@ class Algorithm(Protocol):
 def positive_int(value, name: str) -> int:
     """``value`` as an ``int >= 1``; ``ValueError`` naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise ArgumentError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
 def _check_model(model) -> None:
     for attr in ("clone", "advance"):
         if not callable(getattr(model, attr, None)):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"expected a steering program (a ppl.Model instance), got {model!r} "
                 f"of type {type(model).__name__} without .{attr}()"
             )

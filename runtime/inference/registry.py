@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ppl.errors import NestedEventLoopError
+from ppl.errors import ArgumentError, ArgumentTypeError, NestedEventLoopError
 
 __all__ = ["Method", "get_method", "infer", "methods", "register_method"]
 
@@ -47,9 +47,9 @@ def register_method(name: str, summary: str):
 
     def register(fn):
         if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"an inference method must be an async function; {fn!r} is not")
+            raise ArgumentTypeError(f"an inference method must be an async function; {fn!r} is not")
         if name in _METHODS and _METHODS[name].run is not fn:
-            raise ValueError(f"an inference method named {name!r} is already registered")
+            raise ArgumentError(f"an inference method named {name!r} is already registered")
         _METHODS[name] = Method(name, fn, summary)
         return fn
 
@@ -66,7 +66,7 @@ def get_method(name: str) -> Method:
     try:
         return _METHODS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown method {name!r}; valid methods are: {', '.join(_METHODS)}") from None
+        raise ArgumentError(f"unknown method {name!r}; valid methods are: {', '.join(_METHODS)}") from None
 
 
 def infer(model, method: str = "steer", **kwargs):

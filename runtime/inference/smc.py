@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ppl.errors import ArgumentError
+
 from ..resampling import Weights, get_resampler
 from ..result import InferenceResult
 from .driver import Extension, Selection, positive_int, run
@@ -36,7 +38,7 @@ class AdaptiveSMC:
         self.resampler = get_resampler(resampling)
         if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, (int, float)) \
                 or not 0.0 <= ess_threshold <= 1.0:
-            raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
+            raise ArgumentError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
         self.threshold = ess_threshold
         self.settings = {"ess_threshold": ess_threshold, "resampling": resampling}
 

@@ -155,7 +155,7 @@ def test_values_are_shared_and_contexts_follow_their_clone():
 
 
 def test_every_error_is_a_ppl_error():
-    for name in ("ModelError", "WeightError", "InferenceError", "NestedEventLoopError", "ConstraintError",
+    for name in ("ArgumentError", "ArgumentTypeError", "ModelError", "WeightError", "InferenceError", "NestedEventLoopError", "ConstraintError",
                  "BackendError", "ForwardError", "TokenIdError", "ModelLoadError", "ModelNotInstalledError",
                  "UsageError"):
         assert issubclass(getattr(errors, name), ppl.PPLError), name
@@ -163,3 +163,20 @@ def test_every_error_is_a_ppl_error():
     from ppl.dsl import DSLError
 
     assert issubclass(DSLError, ppl.PPLError)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda lm: ppl.infer(Scored(lm), n_particles=0, expand=2),
+    lambda lm: ppl.infer(Scored(lm), method="steer", n_particles=2, expand=0),
+    lambda lm: ppl.infer(Scored(lm), method="smc", n_particles=2, ess_threshold=2.0),
+    lambda lm: ppl.infer(Scored(lm), method="smc", n_particles=2, resampling="nope"),
+    lambda lm: ppl.infer("not a program", n_particles=2, expand=2),
+    lambda lm: ppl.Categorical([0.5, 0.6]),
+    lambda lm: ppl.load_lm(backend="nope"),
+    lambda lm: ppl.ToyLM(["a"], lambda p: [1.0]),
+    lambda lm: ppl.program(lambda: None),
+], ids=["particles", "expand", "threshold", "scheme", "not-a-program", "probs", "backend", "toy-vocab", "sync-program"])
+def test_bad_input_is_a_ppl_error(bad):
+    """``except ppl.PPLError`` catches what a user's input can cause."""
+    with pytest.raises(ppl.PPLError):
+        bad(toy_lm())

@@ -24,6 +24,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from ppl.errors import ArgumentError
+
 
 def cache_kwarg_name(model) -> str:
     """The keyword the model's ``forward`` takes the cache under: ``cache`` in
@@ -87,7 +89,7 @@ def build_cache(config, buffers: torch.Tensor, cached: int) -> DynamicCache:
             )
     n_layers = buffers.shape[2]
     if cache.layers and len(cache.layers) != n_layers:
-        raise ValueError(f"model has {len(cache.layers)} cache layers, the KV pool has {n_layers}")
+        raise ArgumentError(f"model has {len(cache.layers)} cache layers, the KV pool has {n_layers}")
     cache.layers = [
         BufferLayer(buffers[:, :, l, 0].transpose(1, 2), buffers[:, :, l, 1].transpose(1, 2), cached)
         for l in range(n_layers)

@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ppl.errors import ForwardError
+from ppl.errors import ArgumentError, ForwardError
 
 from ...lm import LanguageModel
 from . import model_runner as runner
@@ -155,7 +155,7 @@ class CachedTransformer(LanguageModel):
             t_texts, t_bytes, t_eos, t_special = vocab_tables(tokenizer)
         else:
             if vocab is None or vocab_bytes is None or eos_token_id is None:
-                raise ValueError(
+                raise ArgumentError(
                     "CachedTransformer without a tokenizer needs vocab=, vocab_bytes= and "
                     "eos_token_id= keyword arguments"
                 )
@@ -165,17 +165,17 @@ class CachedTransformer(LanguageModel):
         self.eos_token_id = int(eos_token_id if eos_token_id is not None else t_eos)
         self.special_ids = frozenset(special_ids) if special_ids is not None else t_special
         if len(self.vocab) != len(self.vocab_bytes):
-            raise ValueError(
+            raise ArgumentError(
                 f"vocab has {len(self.vocab)} entries but vocab_bytes has {len(self.vocab_bytes)}"
             )
         self._logits_width = logits_width(self.model)
         if len(self.vocab) > self._logits_width:
-            raise ValueError(
+            raise ArgumentError(
                 f"the tokenizer has {len(self.vocab)} tokens but the model's logits have only "
                 f"{self._logits_width}; pass a matching tokenizer or vocab="
             )
         if not 0 <= self.eos_token_id < len(self.vocab):
-            raise ValueError(f"eos_token_id {self.eos_token_id} is outside the vocabulary")
+            raise ArgumentError(f"eos_token_id {self.eos_token_id} is outside the vocabulary")
 
     def _build_kv_pool(self) -> runner.KVPool:
         """The pool tensor, shaped by one probe pass of one token."""
@@ -192,7 +192,7 @@ class CachedTransformer(LanguageModel):
     # ------------------------------------------------------------- protocol
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is None:
-            raise ValueError(f"{self!r} has no tokenizer: encode() is unavailable")
+            raise ArgumentError(f"{self!r} has no tokenizer: encode() is unavailable")
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -314,7 +314,7 @@ class CachedTransformer(LanguageModel):
         todo: list[tuple[tuple[int, ...], int, TrieNode]] = []
         for i, p in enumerate(unique):
             if not p:
-                raise ValueError(
+                raise ArgumentError(
                     "cannot compute next-token log-probs of an empty prefix: start it with "
                     "prompt_ids(...) (which adds BOS, or EOS for models without one)"
                 )

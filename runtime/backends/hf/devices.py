@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ppl.errors import ArgumentError
+
 __all__ = ["parse_device", "parse_dtype", "default_device", "default_dtype", "dtype_name"]
 
 _DTYPE_ALIASES = {
@@ -67,14 +69,14 @@ def parse_dtype(dtype: Any, device: Any = None):
     if isinstance(dtype, torch.dtype):
         if dtype in (torch.float32, torch.float16, torch.bfloat16):
             return dtype
-        raise ValueError(f"unsupported dtype {dtype} for a language model; valid values: {_VALID_DTYPES}")
+        raise ArgumentError(f"unsupported dtype {dtype} for a language model; valid values: {_VALID_DTYPES}")
     if isinstance(dtype, str):
         key = dtype.strip().lower()
         if key.startswith("torch."):
             key = key[len("torch."):]
         if key in _DTYPE_ALIASES:
             return getattr(torch, _DTYPE_ALIASES[key])
-    raise ValueError(f"unknown dtype {dtype!r}; valid values: {_VALID_DTYPES}")
+    raise ArgumentError(f"unknown dtype {dtype!r}; valid values: {_VALID_DTYPES}")
 
 
 def parse_device(device: Any = None):
@@ -91,18 +93,18 @@ def parse_device(device: Any = None):
         try:
             dev = torch.device(device.strip() if isinstance(device, str) else device)
         except (RuntimeError, ValueError) as e:
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown device {device!r}; valid values: 'cpu', 'cuda', 'cuda:N', 'mps', or None/'auto'"
             ) from e
     else:
-        raise ValueError(f"device must be a string or torch.device, not {type(device).__name__}")
+        raise ArgumentError(f"device must be a string or torch.device, not {type(device).__name__}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise ArgumentError(
             f"device {str(dev)!r} was requested but CUDA is not available here "
             "(torch.cuda.is_available() is False); use device='cpu' or leave it unset"
         )
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {str(dev)!r} was requested but MPS is not available here")
+        raise ArgumentError(f"device {str(dev)!r} was requested but MPS is not available here")
     return dev
 
 

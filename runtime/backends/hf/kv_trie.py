@@ -33,6 +33,8 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from ppl.errors import ArgumentError
+
 PAD_SLOT = 0
 """Slot read for the padding positions of a batch; never given to a node."""
 
@@ -73,7 +75,7 @@ class SlotPool:
     def free(self, slots: Iterable[int]) -> None:
         for s in slots:
             if s == PAD_SLOT:
-                raise ValueError("the padding slot cannot be freed")
+                raise ArgumentError("the padding slot cannot be freed")
             self._free.append(s)
 
 
@@ -341,7 +343,7 @@ class PrefixTrie:
         """Remove an unpinned leaf; free its slot. Returns its parent if the
         parent became a leaf (so a policy may consider it next)."""
         if node.children or node.pins or node is self.root:
-            raise ValueError(f"{node!r} is not an evictable leaf")
+            raise ArgumentError(f"{node!r} is not an evictable leaf")
         parent = node.parent
         del parent.children[node.token]
         self._leaves.discard(node)

@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ppl.errors import ForwardError, TokenIdError
+from ppl.errors import ArgumentError, ForwardError, TokenIdError
 
 from .cache_adapter import forward
 from .kv_trie import PAD_SLOT, PrefixTrie, SlotPool, TrieNode
@@ -204,7 +204,7 @@ def check_rows(rows: Sequence[Row], vocab_size: int, max_positions: int | None, 
     if max_positions is not None:
         longest = max(len(r.target) for r in rows)
         if longest > max_positions:
-            raise ValueError(
+            raise ArgumentError(
                 f"a prefix of length {longest} exceeds the model's maximum context "
                 f"of {max_positions} positions"
             )

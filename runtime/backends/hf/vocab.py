@@ -20,6 +20,8 @@ import json
 import re
 from functools import lru_cache
 
+from ppl.errors import ArgumentError
+
 __all__ = ["vocab_tables", "bytes_to_unicode"]
 
 
@@ -102,7 +104,7 @@ def vocab_tables(tokenizer) -> tuple[list[str], list[bytes], int, frozenset[int]
     """
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
-        raise ValueError(
+        raise ArgumentError(
             f"tokenizer {type(tokenizer).__name__} has no eos_token_id; pass eos_token_id= explicitly"
         )
     n = len(tokenizer)
