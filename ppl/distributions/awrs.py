@@ -48,8 +48,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ModelError
-from ..runtime.resampling import logsumexp
 from ..running import current_rng
+from ..runtime.resampling import logsumexp
 from .base import Distribution
 
 __all__ = ["CheckedNextToken", "awrs", "awrs_draw"]

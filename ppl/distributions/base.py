@@ -29,12 +29,15 @@ context, which copy only their context handle.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Distribution", "draw_index"]
+from ..errors import ModelError
+
+__all__ = ["ContextBound", "Distribution", "draw_index"]
 
 
 class Distribution:
@@ -77,6 +80,39 @@ class Distribution:
 
     def __copy__(self):
         return self
+
+
+class ContextBound(Distribution):
+    """A distribution over what comes next on one context: it extends the
+    context when a primitive commits a value, it is valid only while the
+    context has not moved on, and a cloned particle's copy follows the
+    clone's own context handle (``copy.deepcopy`` copies only the handle)."""
+
+    extends_context = True
+
+    def __init__(self, context):
+        self.context = context
+        self._prefix = context.prefix_ids
+
+    def __deepcopy__(self, memo):
+        new = self.__copy__()
+        new.context = copy.deepcopy(self.context, memo)
+        return new
+
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def _check_current(self) -> None:
+        if self.context.prefix_ids is not self._prefix:
+            raise ModelError(
+                f"{self._what_it_is} was used after its context moved on "
+                f"(context is now {self.context!r}); {self._remedy}"
+            )
+
+    _what_it_is = "a distribution on a context"
+    _remedy = "make a new one from the context"
 
 
 def draw_index(p: np.ndarray, rng: np.random.Generator) -> int:

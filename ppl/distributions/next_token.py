@@ -11,7 +11,6 @@ is further restricted to the tokens that keep the text viable (see
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -22,7 +21,7 @@ from ..constraints.token import as_token_constraint
 from ..errors import ModelError
 from ..runtime.resampling import logsumexp
 from .awrs import CheckedNextToken
-from .base import Distribution, draw_index
+from .base import ContextBound, draw_index
 
 __all__ = ["ConditionedNextToken", "NextToken", "NextTokenView", "Token"]
 
@@ -54,7 +53,7 @@ class NextTokenView(NamedTuple):
     logprobs: np.ndarray
 
 
-class NextToken(Distribution):
+class NextToken(ContextBound):
     """``p(. | context)``: the language model's next-token distribution.
 
     Sampling or observing it through a primitive appends the token to the
@@ -70,31 +69,13 @@ class NextToken(Distribution):
     ``x`` appends ``f_1 .. f_k, x``.
     """
 
-    extends_context = True
+    _what_it_is = "a next_token() distribution"
+    _remedy = "call ctx.next_token() again"
 
     def __init__(self, context):
-        self.context = context
-        self._prefix = context.prefix_ids
+        super().__init__(context)
         self._state = context.constraint_state
         self._view_memo: NextTokenView | None = None
-
-    def __deepcopy__(self, memo):
-        # bound to a context: a cloned particle's copy follows its own handle
-        new = copy.copy(self)
-        new.context = copy.deepcopy(self.context, memo)
-        return new
-
-    def __copy__(self):
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        return new
-
-    def _check_current(self) -> None:
-        if self.context.prefix_ids is not self._prefix:
-            raise ModelError(
-                "a next_token() distribution was used after its context moved on "
-                f"(context is now {self.context!r}); call ctx.next_token() again"
-            )
 
     async def _logprobs(self) -> np.ndarray:
         self._check_current()

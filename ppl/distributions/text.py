@@ -17,35 +17,23 @@ generation loop of its own; sample tokens with ``ctx.next_token()``.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Sequence
 
 from ..errors import ModelError
-from .base import Distribution
+from .base import ContextBound
 
 __all__ = ["TextContinuation"]
 
 
-class TextContinuation(Distribution):
+class TextContinuation(ContextBound):
     """The texts that may follow ``context``, weighted by the model."""
 
-    extends_context = True
+    _what_it_is = "a text continuation"
 
     def __init__(self, context):
-        self.context = context
-        self._prefix = context.prefix_ids
+        super().__init__(context)
         self._ids: dict[str, tuple[int, ...]] = {}
-
-    def __deepcopy__(self, memo):
-        new = copy.copy(self)
-        new.context = copy.deepcopy(self.context, memo)
-        return new
-
-    def __copy__(self):
-        new = object.__new__(TextContinuation)
-        new.__dict__.update(self.__dict__)
-        return new
 
     def token_ids(self, text) -> tuple[int, ...]:
         """The model's tokenisation of ``text``; ``ModelError`` for a non-string."""
@@ -55,13 +43,6 @@ class TextContinuation(Distribution):
         if ids is None:
             ids = self._ids[text] = tuple(int(t) for t in self.context.lm.encode(text))
         return ids
-
-    def _check_current(self) -> None:
-        if self.context.prefix_ids is not self._prefix:
-            raise ModelError(
-                "a text continuation was used after its context moved on "
-                f"(context is now {self.context!r}); make a new one"
-            )
 
     async def log_prob(self, text) -> float:
         """``sum_i log p(t_i | prefix, t_<i)``, every prefix in one batch."""

@@ -163,3 +163,29 @@ def test_the_checker_catches_a_cycle(tmp_path):
     finally:
         GRAPH.clear()
         GRAPH.update(saved)
+
+
+# -- sizes: a module that needs section banners is several modules --------------------
+
+MAX_MODULE_LINES = 460
+MAX_FUNCTION_LINES = 60
+#: modules allowed to be longer, and why
+LONG_MODULES = {
+    "ppl.dsl.checker": "one visitor class: the checker is one pass over the AST",
+}
+
+
+def test_modules_and_functions_stay_small():
+    too_long, long_functions = [], []
+    for name, path in MODULES.items():
+        source = path.read_text(encoding="utf-8")
+        lines = source.count("\n")
+        if lines > MAX_MODULE_LINES and name not in LONG_MODULES:
+            too_long.append(f"{name} ({lines} lines)")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{name}.{node.name} ({n} lines)")
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines (split them): {too_long}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
