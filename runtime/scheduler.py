@@ -9,6 +9,15 @@ identical prefixes computed once. There are no timers and no sleeps: which
 requests share a batch depends only on the programs, so a fixed seed gives a
 fixed result.
 
+Several inferences may share one scheduler (``ppl.map`` runs many inputs
+at once): then one flush holds every waiting particle of every run. Each
+run's driver *joins* the scheduler for its lifetime (:meth:`Scheduler.joined`);
+a driver between two steps (resampling, which is synchronous but not yet
+finished) counts as busy, and nothing is flushed while one is busy, so a
+batch is never sent without the requests the next step of a run is about to
+make. A run's particles see the same waves of answers whether it runs alone
+or with others.
+
 If a batch raises, every request waiting on it receives the exception, so no
 coroutine is left waiting forever.
 
@@ -20,6 +29,7 @@ sees ``None``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Sequence
@@ -67,28 +77,46 @@ class Scheduler:
 
     def __init__(self) -> None:
         self._pending: list[_Request] = []
-        self._running = 0
+        self._running = 0  # particle tasks started and not finished
+        self._busy = 0  # joined drivers between two steps
         self.stats = SchedulerStats()
         self.models: dict[int, object] = {}  # every model asked, for its counters
 
+    @contextlib.contextmanager
+    def joined(self):
+        """For the lifetime of one inference's driver: while the driver is
+        between steps (not waiting in :meth:`gather`), nothing is flushed."""
+        self._busy += 1
+        try:
+            yield self
+        finally:
+            self._busy -= 1
+            self._maybe_flush()
+
     async def gather(self, coros: Sequence[Awaitable]) -> list:
         """Run ``coros`` concurrently; return their results in order, with an
-        exception object in place of the result of any that raised."""
+        exception object in place of the result of any that raised. The
+        caller waits meanwhile: it is not busy until every one has finished."""
         if not coros:
             return []
+        left = [len(coros)]
         token = _current.set(self)
         try:
             self._running += len(coros)
-            tasks = [asyncio.ensure_future(self._run_one(c)) for c in coros]
+            self._busy -= 1
+            tasks = [asyncio.ensure_future(self._run_one(c, left)) for c in coros]
         finally:
             _current.reset(token)
         return await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run_one(self, coro: Awaitable):
+    async def _run_one(self, coro: Awaitable, left: list[int]):
         try:
             return await coro
         finally:
             self._running -= 1
+            left[0] -= 1
+            if left[0] == 0:  # the caller's step is over: it is busy again
+                self._busy += 1
             self._maybe_flush()
 
     async def request(self, lm, prefix: tuple[int, ...]):
@@ -110,7 +138,7 @@ class Scheduler:
         return [await f for f in futures]
 
     def _maybe_flush(self) -> None:
-        if not self._pending:
+        if not self._pending or self._busy > 0:
             return
         waiting_tasks = {id(r.task) for r in self._pending}
         if len(waiting_tasks) >= self._running:

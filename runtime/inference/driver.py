@@ -106,10 +106,30 @@ async def _advance_all(scheduler: Scheduler, particles: Sequence, rng: np.random
             ) from outcome
 
 
-def _stats(scheduler: Scheduler) -> dict:
+def _counters(scheduler: Scheduler) -> dict:
     out = {"scheduler": scheduler.stats.as_dict()}
     for lm in scheduler.models.values():
         out[lm.name] = lm.stats()
+    return out
+
+
+#: counters that only grow (the rest are gauges: sizes, means, maxima)
+CUMULATIVE = frozenset({
+    "batches", "rows_requested", "rows_sent",  # the scheduler
+    "forward_passes", "requests", "tokens_requested", "tokens_computed", "tokens_stored",
+    "tokens_reused", "cache_hits", "evictions",  # the CachedTransformer
+    "calls", "rows",  # the ToyLM
+})
+
+
+def _since(before: dict, after: dict) -> dict:
+    """The cumulative counters' growth from ``before`` to ``after`` (gauges as
+    they are now): on a shared scheduler, the work done while a run went on,
+    shared with the runs that went on with it."""
+    out = {}
+    for source, counters in after.items():
+        old = before.get(source, {})
+        out[source] = {k: v - old[k] if k in CUMULATIVE and k in old else v for k, v in counters.items()}
     return out
 
 
@@ -124,31 +144,38 @@ class _Run:
 
 
 async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, observer=None,
-              history: bool = False) -> InferenceResult:
+              history: bool = False, scheduler: Scheduler | None = None) -> InferenceResult:
     """Run ``algorithm`` on ``N = n_particles`` clones of ``model`` until every
     particle is done. ``observer(info)`` is called after every step (see
     :mod:`ppl.runtime.observers`); ``history=True`` records every step's
-    particles in ``result.history`` (for ``result.to_html``)."""
+    particles in ``result.history`` (for ``result.to_html``).
+
+    ``seed`` is anything ``numpy.random.default_rng`` takes (an int, a
+    ``SeedSequence``). ``scheduler`` shares one batching scheduler with other
+    runs in the same event loop (``ppl.map``); the result's counters are then
+    the growth of the shared counters while this run was going."""
     N = positive_int(n_particles, "n_particles")
     _check_model(model)
     observer, recorder = with_history(observer, history)
     report = StepReporter(observer, N)
     rng = np.random.default_rng(seed)
-    scheduler = Scheduler()
+    scheduler = scheduler if scheduler is not None else Scheduler()
     t0 = time.perf_counter()
+    before = _counters(scheduler)
     state = _Run([model.clone() for _ in range(N)])
-    while not all(p.done for p in state.particles):
-        state.step += 1
-        ext = algorithm.extend(state.particles)
-        await _advance_all(scheduler, ext.to_step, rng, state.step)
-        weights = Weights(np.array([c.log_weight for c in ext.candidates]))
-        state.ess.append(weights.ESS)
-        sel = algorithm.select(ext.candidates, weights, rng)
-        state.particles = sel.particles
-        if sel.resampled:
-            state.resampled_at.append(state.step)
-        report(state.step, len(ext.to_step), ext.candidates, ext.parents, np.array(weights.lw),
-               sel.kept, sel.log_weights, weights.ESS)
+    with scheduler.joined():
+        while not all(p.done for p in state.particles):
+            state.step += 1
+            ext = algorithm.extend(state.particles)
+            await _advance_all(scheduler, ext.to_step, rng, state.step)
+            weights = Weights(np.array([c.log_weight for c in ext.candidates]))
+            state.ess.append(weights.ESS)
+            sel = algorithm.select(ext.candidates, weights, rng)
+            state.particles = sel.particles
+            if sel.resampled:
+                state.resampled_at.append(state.step)
+            report(state.step, len(ext.to_step), ext.candidates, ext.parents, np.array(weights.lw),
+                   sel.kept, sel.log_weights, weights.ESS)
     return InferenceResult(
         history=recorder.steps if recorder is not None else None,
         method=algorithm.name,
@@ -158,6 +185,6 @@ async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, obser
         resampled_at=state.resampled_at,
         n_steps=state.step,
         wall_time=time.perf_counter() - t0,
-        stats=_stats(scheduler),
+        stats=_since(before, _counters(scheduler)),
         settings={"n_particles": N, **algorithm.settings, "seed": seed},
     )

@@ -1,8 +1,9 @@
 """Inference methods, registered where they are defined.
 
-``@register_method("steer", summary)`` on an ``async def method(model, n_particles,
-...)`` makes it available as ``ppl.infer(model, method="steer", ...)`` and as
-``ppl run --method steer``; the command line's choices, its help and the
+``@register_method("steer", summary)`` on an ``async def method(model,
+n_particles, ..., *, seed=None, observer=None, history=False,
+scheduler=None)`` makes it available as ``ppl.infer(model, method="steer",
+...)``, as ``ppl.map(..., method="steer")`` and as ``ppl run --method steer``; the command line's choices, its help and the
 "unknown method" error all read this registry. Adding an algorithm is one
 module (an ``Algorithm`` for :func:`~ppl.runtime.inference.driver.run` plus
 its registered function) and its import in ``inference/__init__.py``.
@@ -20,7 +21,7 @@ from ppl.errors import ArgumentError, ArgumentTypeError, NestedEventLoopError
 __all__ = ["Method", "get_method", "infer", "methods", "register_method"]
 
 #: the arguments every method takes; the others are the method's own options
-COMMON = ("model", "n_particles", "seed", "observer", "history")
+COMMON = ("model", "n_particles", "seed", "observer", "history", "scheduler")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class SteerAlgorithm:
 
 @register_method("steer", "SMC steering: each particle expanded K times, without-replacement resampling")
 async def smc_steer(model, n_particles: int, expand: int, *, seed=None, observer=None,
-                    history: bool = False) -> InferenceResult:
+                    history: bool = False, scheduler=None) -> InferenceResult:
     """SMC steering with ``N = n_particles`` and expansion factor ``K = expand``
     (see :mod:`ppl.runtime.inference.steer`).
 
@@ -74,4 +74,5 @@ async def smc_steer(model, n_particles: int, expand: int, *, seed=None, observer
     particles in ``result.history`` (for ``result.to_html``).
     """
     algorithm = SteerAlgorithm(n_particles, expand)
-    return await run(model, algorithm, n_particles, seed=seed, observer=observer, history=history)
+    return await run(model, algorithm, n_particles, seed=seed, observer=observer, history=history,
+                     scheduler=scheduler)

@@ -65,9 +65,9 @@ def _exact_check(runs_of, n_particles):
 
 def test_a_registered_method_runs_through_infer_and_is_exact(scratch_registries):
     @registry.register_method("always", "bootstrap SMC resampling after every step")
-    async def always(model, n_particles, *, seed=None, observer=None, history=False):
+    async def always(model, n_particles, *, seed=None, observer=None, history=False, scheduler=None):
         return await run(model, _AlwaysResample(n_particles), n_particles, seed=seed,
-                         observer=observer, history=history)
+                         observer=observer, history=history, scheduler=scheduler)
 
     assert "always" in inference.methods()
     assert inference.get_method("always").options == {}
