@@ -50,10 +50,12 @@ from .errors import (
     WeightError,
 )
 from .dsl import builtin, compile, load  # noqa: A004 - ppl.compile/ppl.load read .steer programs
+from .mapping import map, map_async  # noqa: A004 - ppl.map maps a program over inputs
 from .model import Model
 from .primitives import condition, factor, observe, sample, twist
 from .program import ProgramModel, program
 from .runtime import InferenceResult, LanguageModel
+from .runtime.many import RunOutcome, run_seed
 from .runtime.backends import ToyLM
 from .runtime.inference import importance_sampling, infer, smc_standard, smc_steer
 
@@ -120,11 +122,15 @@ __all__ = [
     "TokenConstraint",
     "ToyLM",
     "WeightError",
+    "RunOutcome",
     "contains",
     "importance_sampling",
     "infer",
     "lacks",
     "load_lm",
+    "map",
+    "map_async",
+    "run_seed",
     "smc_standard",
     "smc_steer",
     "token_predicate",

@@ -27,7 +27,8 @@ from .errors import ArgumentError, PPLError, UsageError
 from .model import Model
 from .program import ProgramModel
 
-__all__ = ["ProgramFailed", "build_arguments", "find_program", "import_extensions", "load_module"]
+__all__ = ["ProgramFailed", "build_arguments", "find_program", "import_extensions", "load_module",
+           "program_parameters"]
 
 
 class ProgramFailed(PPLError):
@@ -134,10 +135,16 @@ def find_program(spec: str, max_steps: int | None = None) -> tuple[Path, str, An
     return path, name, program, module
 
 
-def _signature(program) -> inspect.Signature:
+def program_parameters(program) -> tuple[bool, dict[str, inspect.Parameter]]:
+    """``(wants_lm, parameters)`` of a program: whether its first parameter
+    is ``lm`` (it then receives the language model), and the others by name."""
     if inspect.isclass(program):
-        return inspect.signature(program.__init__)
-    return inspect.signature(getattr(program, "__wrapped__", program))
+        sig = inspect.signature(program.__init__)
+    else:
+        sig = inspect.signature(getattr(program, "__wrapped__", program))
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    wants_lm = bool(params) and params[0].name == "lm"
+    return wants_lm, {p.name: p for p in (params[1:] if wants_lm else params)}
 
 
 def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> Any:
@@ -172,9 +179,7 @@ def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> An
 def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict, bool]:
     """Parse ``NAME=VALUE`` strings against the program's parameters.
     Returns (positional, keyword, wants_lm)."""
-    params = [p for p in _signature(program).parameters.values() if p.name != "self"]
-    wants_lm = bool(params) and params[0].name == "lm"
-    by_name = {p.name: p for p in (params[1:] if wants_lm else params)}
+    wants_lm, by_name = program_parameters(program)
     kwargs: dict[str, Any] = {}
     for item in raw_args:
         key, eq, text = item.partition("=")

@@ -79,6 +79,8 @@ class Scheduler:
         self._pending: list[_Request] = []
         self._running = 0  # particle tasks started and not finished
         self._busy = 0  # joined drivers between two steps
+        self._step_of: dict[int, int] = {}  # id(task) -> id of the gather (one run's step) it belongs to
+        self._last_event: dict[int | None, int | None] = {}  # step -> the task that requested last, or None
         self.stats = SchedulerStats()
         self.models: dict[int, object] = {}  # every model asked, for its counters
 
@@ -110,19 +112,26 @@ class Scheduler:
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run_one(self, coro: Awaitable, left: list[int]):
+        task = id(asyncio.current_task())
+        self._step_of[task] = id(left)
         try:
             return await coro
         finally:
+            del self._step_of[task]
             self._running -= 1
             left[0] -= 1
+            self._last_event[id(left)] = None  # a task that ends goes on with nothing
             if left[0] == 0:  # the caller's step is over: it is busy again
+                del self._last_event[id(left)]
                 self._busy += 1
             self._maybe_flush()
 
     async def request(self, lm, prefix: tuple[int, ...]):
         """Wait for ``log p(. | prefix)`` from ``lm``, answered in a batch."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(lm, prefix, future, asyncio.current_task()))
+        task = asyncio.current_task()
+        self._pending.append(_Request(lm, prefix, future, task))
+        self._last_event[self._step_of.get(id(task))] = id(task)
         self.models.setdefault(id(lm), lm)
         self._maybe_flush()
         return await future
@@ -133,6 +142,7 @@ class Scheduler:
         task = asyncio.current_task()
         futures = [loop.create_future() for _ in prefixes]
         self._pending.extend(_Request(lm, p, f, task) for p, f in zip(prefixes, futures))
+        self._last_event[self._step_of.get(id(task))] = id(task)
         self.models.setdefault(id(lm), lm)
         self._maybe_flush()
         return [await f for f in futures]
@@ -145,34 +155,61 @@ class Scheduler:
             self.flush()
 
     def flush(self) -> None:
-        """Answer every waiting request now: one batch per language model."""
+        """Answer every waiting request now: one batch per language model,
+        then every waiter is woken (in :meth:`_wake_order`)."""
         pending, self._pending = self._pending, []
         by_lm: dict[int, list[_Request]] = {}
         for r in pending:
             by_lm.setdefault(id(r.lm), []).append(r)
+        answers: dict[int, tuple[bool, Any]] = {}  # id(request) -> (ok, row or exception)
+        fatal: BaseException | None = None
         for requests in by_lm.values():
-            unique: dict[tuple[int, ...], int] = {}
-            for r in requests:
-                unique.setdefault(r.prefix, len(unique))
-            prefixes = list(unique)
             try:
-                rows = requests[0].lm.batch_next_token_logprobs(prefixes)
-                if len(rows) != len(prefixes):
-                    raise RuntimeError(
-                        f"{type(requests[0].lm).__name__}.batch_next_token_logprobs "
-                        f"returned {len(rows)} rows for {len(prefixes)} prefixes"
-                    )
+                rows = self._batch(requests)
             except BaseException as exc:  # every waiter must hear of it
-                for r in requests:
-                    if not r.future.done():
-                        r.future.set_exception(exc)
+                answers.update((id(r), (False, exc)) for r in requests)
                 if not isinstance(exc, Exception):
-                    raise
+                    fatal = exc
                 continue
-            self.stats.batches += 1
-            self.stats.rows_requested += len(requests)
-            self.stats.rows_sent += len(prefixes)
-            self.stats.batch_sizes.append(len(prefixes))
-            for r in requests:
-                if not r.future.done():
-                    r.future.set_result(rows[unique[r.prefix]])
+            answers.update((id(r), (True, row)) for r, row in zip(requests, rows))
+        for r in self._wake_order(pending, by_lm):
+            ok, value = answers[id(r)]
+            if not r.future.done():
+                (r.future.set_result if ok else r.future.set_exception)(value)
+        if fatal is not None:
+            raise fatal
+
+    def _batch(self, requests: list[_Request]) -> list:
+        """One ``batch_next_token_logprobs`` call for one model's requests,
+        identical prefixes computed once; the row of each request, in order."""
+        unique: dict[tuple[int, ...], int] = {}
+        for r in requests:
+            unique.setdefault(r.prefix, len(unique))
+        prefixes = list(unique)
+        lm = requests[0].lm
+        rows = lm.batch_next_token_logprobs(prefixes)
+        if len(rows) != len(prefixes):
+            raise RuntimeError(
+                f"{type(lm).__name__}.batch_next_token_logprobs returned {len(rows)} rows "
+                f"for {len(prefixes)} prefixes"
+            )
+        self.stats.batches += 1
+        self.stats.rows_requested += len(requests)
+        self.stats.rows_sent += len(prefixes)
+        self.stats.batch_sizes.append(len(prefixes))
+        return [rows[unique[r.prefix]] for r in requests]
+
+    def _wake_order(self, pending: list[_Request], by_lm: dict[int, list[_Request]]) -> list[_Request]:
+        """The order in which waiters are answered, and so woken: what a run
+        would see alone. Alone, the flush is triggered by the run's last
+        request and that task goes on at once, before the others wake in
+        request order (model by model); when it is triggered by a task that
+        ends, everyone wakes in that order. With runs sharing the scheduler,
+        the task whose request completed each run's step (if any) is woken
+        first, then everyone else as before, so the particles of every run wake in the
+        same order, and draw from their run's generator in the same order,
+        as they would alone."""
+        leaders = {t for t in self._last_event.values() if t is not None}
+        first = [r for r in pending if id(r.task) in leaders]
+        rest = [r for requests in by_lm.values() for r in requests if id(r.task) not in leaders]
+        return first + rest

@@ -1,0 +1,121 @@
+"""Many runs in one process, batched together.
+
+:func:`map_models_async` starts a run for each input (at most
+``max_concurrent`` at once, in input order) in one event loop, all on one
+:class:`~ppl.runtime.scheduler.Scheduler`: when every particle of every
+running run waits on the model, their requests go out as one batch, and
+identical prefixes across runs are computed once (a few-shot prompt shared
+by every input is stored once in the KV trie). Outcomes are yielded as runs
+finish. Input ``i`` runs with :func:`~ppl.runtime.many.seeds.run_seed`
+``(seed, i)``, so its result is the one ``ppl.infer(model_i,
+seed=run_seed(seed, i))`` gives alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+from ppl.errors import ArgumentError, NestedEventLoopError, PPLError
+
+from ..inference.driver import positive_int
+from ..inference.registry import get_method
+from ..scheduler import Scheduler
+from .outcome import RunOutcome
+from .seeds import run_seed
+
+__all__ = ["check_options", "map_models", "map_models_async"]
+
+MakeModel = Callable[[dict], Any]
+
+
+def check_options(method: str, options: dict) -> None:
+    """``ArgumentError`` for an option ``method`` does not take (listing those it takes)."""
+    chosen = get_method(method)
+    unknown = sorted(set(options) - set(chosen.options))
+    if unknown:
+        valid = ", ".join(chosen.options) or "none"
+        raise ArgumentError(
+            f"method {method!r} takes no option {', '.join(map(repr, unknown))}; its options: {valid}"
+        )
+
+
+async def _one(run, make_model: MakeModel, index: int, id_: Any, inp: dict, seed: int,
+               n_particles: int, scheduler: Scheduler, options: dict) -> RunOutcome:
+    t0 = time.perf_counter()
+    try:
+        model = make_model(inp)
+        result = await run(model, n_particles, seed=run_seed(seed, index), scheduler=scheduler, **options)
+    except PPLError as exc:
+        return RunOutcome(index, id_, inp, error=str(exc), wall_time=time.perf_counter() - t0)
+    except Exception as exc:  # a program's own bug: this run's error, not the map's
+        return RunOutcome(index, id_, inp, error=f"{type(exc).__name__}: {exc}",
+                          wall_time=time.perf_counter() - t0)
+    return RunOutcome(index, id_, inp, result=result, wall_time=time.perf_counter() - t0)
+
+
+async def map_models_async(
+    make_model: MakeModel,
+    inputs: Sequence[dict],
+    *,
+    method: str = "steer",
+    n_particles: int = 16,
+    seed: int = 0,
+    max_concurrent: int = 8,
+    ids: Sequence | None = None,
+    skip: set | frozenset = frozenset(),
+    scheduler: Scheduler | None = None,
+    **options,
+) -> AsyncIterator[RunOutcome]:
+    """Run ``make_model(inputs[i])`` for every ``i`` whose id is not in
+    ``skip`` (ids default to the indices); yield :class:`RunOutcome` s as the
+    runs finish. ``options`` go to the method (``expand`` for ``steer`` ...)."""
+    run = get_method(method).run
+    check_options(method, options)
+    positive_int(n_particles, "n_particles")
+    limit = positive_int(max_concurrent, "max_concurrent")
+    run_seed(seed, 0)  # a bad seed fails here, before anything runs
+    ids = list(range(len(inputs))) if ids is None else list(ids)
+    if len(ids) != len(inputs):
+        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
+    todo = [i for i in range(len(inputs)) if ids[i] not in skip]
+    scheduler = scheduler if scheduler is not None else Scheduler()
+    running: set[asyncio.Task] = set()
+    try:
+        while todo or running:
+            while todo and len(running) < limit:
+                i = todo.pop(0)
+                running.add(asyncio.ensure_future(
+                    _one(run, make_model, i, ids[i], inputs[i], seed, n_particles, scheduler, options)))
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: t.result().index):
+                yield task.result()
+    finally:
+        for task in running:
+            task.cancel()
+
+
+def map_models(make_model: MakeModel, inputs: Sequence[dict], **kwargs) -> Iterator[RunOutcome]:
+    """:func:`map_models_async` from synchronous code: a generator driving its
+    own event loop (inside a running loop, use the async form)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise NestedEventLoopError(
+            "ppl.map() cannot run inside a running event loop (for example in Jupyter or an "
+            "async function); use `async for outcome in ppl.map_async(...)` instead"
+        )
+    loop = asyncio.new_event_loop()
+    agen = map_models_async(make_model, inputs, **kwargs)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(agen.aclose())
+        loop.close()
