@@ -14,10 +14,10 @@ import math
 
 import numpy as np
 import pytest
-
-import ppl
 from support.stats import check_mean
 from support.toy_programs import Scored, lipogram_fn, toy_lm
+
+import ppl
 
 METHODS = [("steer", {"expand": 2}), ("smc", {"ess_threshold": 1.0}), ("is", {})]
 
