@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 import ppl
@@ -92,9 +91,8 @@ def run_ours(lm, N: int, K: int, n_tokens: int, seed: int = 0) -> dict:
 @torch.inference_mode()
 def run_raw(lm, B: int, n_tokens: int, seed: int = 0) -> dict:
     """Plain batched decoding: B rows, one forward per new token, DynamicCache."""
-    from transformers import DynamicCache
-
     from ppl.runtime.backends.hf.cache_adapter import cache_kwarg_name
+    from transformers import DynamicCache
 
     model, device = lm.model, lm.device
     kw = cache_kwarg_name(model)

@@ -12,12 +12,12 @@ and run an inference algorithm::
 from . import grammars  # the shipped .lark files: ppl.grammars.read(name)
 from .constraints import (
     ConstraintError,
-    grammar,
     Potential,
     SequenceConstraint,
     TokenConstraint,
     choice,
     contains,
+    grammar,
     json_schema,
     lacks,
     matches_token,
@@ -40,6 +40,7 @@ from .distributions import (
     Token,
     awrs,
 )
+from .dsl import builtin, compile, load  # noqa: A004 - ppl.compile/ppl.load read .steer programs
 from .errors import (
     BackendError,
     InferenceError,
@@ -48,16 +49,16 @@ from .errors import (
     NestedEventLoopError,
     PPLError,
     WeightError,
+    WorkerError,
 )
-from .dsl import builtin, compile, load  # noqa: A004 - ppl.compile/ppl.load read .steer programs
 from .mapping import map, map_async  # noqa: A004 - ppl.map maps a program over inputs
 from .model import Model
 from .primitives import condition, factor, observe, sample, twist
 from .program import ProgramModel, program
 from .runtime import InferenceResult, LanguageModel
-from .runtime.many import RunOutcome, run_seed
 from .runtime.backends import ToyLM
 from .runtime.inference import importance_sampling, infer, smc_standard, smc_steer
+from .runtime.many import RunOutcome, run_seed
 
 __version__ = "0.1.0"
 
@@ -122,6 +123,7 @@ __all__ = [
     "TokenConstraint",
     "ToyLM",
     "WeightError",
+    "WorkerError",
     "RunOutcome",
     "contains",
     "importance_sampling",

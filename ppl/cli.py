@@ -7,6 +7,8 @@
             [--expand K] [--ess-threshold X] [--resampling NAME] [--seed S]
             [--model NAME_OR_PATH] [--device D] [--dtype T] [--json OUT.json]
             [--html OUT.html] [--quiet] [--debug]
+    ppl run PROGRAM --inputs FILE.jsonl [--output OUT.jsonl] [--max-concurrent M]
+            [--top K] [--workers W | --ray-address ADDR] [--threads-per-worker T] ...
     ppl check FILE.steer ...
     ppl models
     ppl bench [ARGS ...]
@@ -21,9 +23,12 @@ A first parameter named ``lm`` receives the language model: the file's own
 of the Python file ``--model FILE.py``, else ``ppl.load_lm(--model)`` (the
 default model when omitted). Other parameters
 come from ``--arg NAME=VALUE``, converted by their annotation or default.
+With ``--inputs`` the program runs once per line of a JSONL file (see
+:mod:`ppl.cli_map`); ``--arg`` values then fill in what a line leaves out.
 
-Exit status: 0 success, 1 the program or the run failed, 2 bad usage (a
-missing file, an unknown program name, a bad ``--arg``).
+Exit status: 0 success, 1 the program or the run failed (with ``--inputs``:
+any input's run raised or had every particle die), 2 bad usage (a missing
+file, an unknown program name, a bad ``--arg``, a bad input line).
 """
 
 from __future__ import annotations
@@ -37,8 +42,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .cli_map import DEFAULT_MAX_CONCURRENT, DEFAULT_TOP, check_flags, run_inputs
 from .errors import ModelLoadError, PPLError, UsageError
-from .program_files import ProgramFailed, build_arguments, find_program, import_extensions, load_module
+from .program_files import (
+    ProgramFailed,
+    build_arguments,
+    build_lm,
+    find_program,
+    import_extensions,
+    lm_factory,
+    program_parameters,
+)
 from .runtime.backends.registry import available_backends, backend_summary
 from .runtime.inference import get_method, methods
 from .runtime.observers import Progress
@@ -81,26 +95,15 @@ def format_result(result, title: str) -> str:
 # -- commands ----------------------------------------------------------------------
 
 
-def _make_lm(args, module):
-    if args.model is None and module is not None and callable(getattr(module, "make_lm", None)):
-        return module.make_lm()
-    if args.model is not None and args.model.endswith(".py"):  # a file with make_lm()
-        path = Path(args.model)
-        if not path.is_file():
-            raise UsageError(f"--model {path}: no such file")
-        make = getattr(load_module(path), "make_lm", None)
-        if not callable(make):
-            raise UsageError(f"--model {path}: the file defines no make_lm() function")
-        return make()
-    from . import load_lm
-
+def _lm_factory(args, module):
+    """The model factory of ``--model``/``--backend``/``--device``/``--dtype``
+    (see :func:`~ppl.program_files.lm_factory`)."""
     options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
-    try:
-        return load_lm(args.model, backend=args.backend, **options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    except Exception as exc:
-        raise ProgramFailed(f"could not load the model {args.model or '(default)'}: {exc}") from exc
+    return lm_factory(args.model, module, backend=args.backend, **options)
+
+
+def _make_lm(args, module):
+    return build_lm(_lm_factory(args, module), args.model)
 
 
 def _method_options(args) -> dict[str, Any]:
@@ -111,8 +114,12 @@ def _method_options(args) -> dict[str, Any]:
 
 
 def cmd_run(args) -> int:
+    check_flags(args)
     import_extensions(args.imports)
     path, name, program, module = find_program(args.program, args.max_steps)
+    if args.inputs:
+        factory = _lm_factory(args, module) if program_parameters(program)[0] else None
+        return run_inputs(args, name, program, _method_options(args), factory)
     _, kwargs, wants_lm = build_arguments(program, name, args.arg)
     lm = _make_lm(args, module) if wants_lm else None
     try:
@@ -204,6 +211,39 @@ def cmd_bench(args) -> int:
     return int(bench.main(args.bench_args) or 0)
 
 
+def _model_flags(run) -> None:
+    run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                     help="language model: a transformers folder, .gguf file or hub id, or a .py "
+                          "file defining make_lm() (default: SmolLM2-135M-Instruct, packaged)")
+    run.add_argument("--backend", default="hf", choices=available_backends(), metavar="NAME",
+                     help="; ".join(f"{b}: {backend_summary(b)}" for b in available_backends())
+                     + " (default: hf)")
+    run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
+    run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
+
+
+def _data_set_flags(run) -> None:
+    many = run.add_argument_group(
+        "data sets", "run the program on every line of a JSONL file of arguments (see docs/many.md)")
+    many.add_argument("--inputs", default=None, metavar="FILE.jsonl",
+                      help='one JSON object of arguments per line, with an optional "id" (default: the '
+                           "line number); every line is checked before anything runs")
+    many.add_argument("--output", default=None, metavar="OUT.jsonl",
+                      help="append one JSON record per finished input; an existing file is resumed "
+                           "(its ids are skipped) (default: records on stdout)")
+    many.add_argument("--max-concurrent", type=int, default=None, metavar="M",
+                      help=f"runs batched together at once ({DEFAULT_MAX_CONCURRENT})")
+    many.add_argument("--top", type=int, default=None, metavar="K",
+                      help=f"results kept per input, most probable first ({DEFAULT_TOP})")
+    many.add_argument("--workers", type=int, default=None, metavar="W",
+                      help="run on W Ray worker processes, each with its own model (with --ray-address "
+                           "alone: the cluster's CPUs / T)")
+    many.add_argument("--ray-address", default=None, metavar="ADDR",
+                      help="run on the Ray cluster at ADDR (for example auto, or ray://HEAD:10001)")
+    many.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                      help="torch threads of each Ray worker (1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppl", description="Steer language models with sequential Monte Carlo."
@@ -228,19 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="resample when ESS < X*N, for smc (0.5)")
     run.add_argument("--resampling", default="systematic", metavar="NAME",
                      help=f"the resampling scheme of smc: {', '.join(sorted(RESAMPLERS))} (systematic)")
-    run.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
-    run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                     help="language model: a transformers folder, .gguf file or hub id, or a .py "
-                          "file defining make_lm() (default: SmolLM2-135M-Instruct, packaged)")
-    run.add_argument("--backend", default="hf", choices=available_backends(), metavar="NAME",
-                     help="; ".join(f"{b}: {backend_summary(b)}" for b in available_backends())
-                     + " (default: hf)")
-    run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
-    run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
+    run.add_argument("--seed", type=int, default=None, metavar="S",
+                     help="random seed (default: a fresh one for one run; 0 with --inputs, so that a "
+                          "resumed run gives the results of an uninterrupted one)")
+    _model_flags(run)
     run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")
     run.add_argument("--html", default=None, metavar="OUT.html",
                      help="also write a self-contained page showing every step")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    _data_set_flags(run)
     run.add_argument("--debug", action="store_true", help="show full tracebacks")
     run.set_defaults(func=cmd_run)
 

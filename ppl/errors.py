@@ -20,8 +20,9 @@ derive from the builtin they refine (``ValueError``, ``TypeError``,
     ├── BackendError               a language-model backend failed
     │   ├── ForwardError           the model's forward pass raised
     │   ├── TokenIdError           a token id outside the vocabulary
-    │   └── ModelLoadError         a model or tokenizer could not be loaded
-    │       └── ModelNotInstalledError   the default model's package is missing
+    │   ├── ModelLoadError         a model or tokenizer could not be loaded
+    │   │   └── ModelNotInstalledError   the default model's package is missing
+    │   └── WorkerError            a worker process of a map failed (e.g. could not load the model)
     ├── UsageError                 bad command-line input (exit status 2)
     └── DSLError (ppl.dsl.errors)  a located error in a .steer program
 """
@@ -89,6 +90,12 @@ class ModelLoadError(BackendError):
 
 class ModelNotInstalledError(ModelLoadError):
     """The package that ships the default model is not installed."""
+
+
+class WorkerError(BackendError):
+    """A worker of a multi-process map (``ppl.map(..., engine="ray")``) failed
+    as a whole: it could not build the model, or could not be started. The
+    message names the worker and carries its own error."""
 
 
 class UsageError(PPLError):

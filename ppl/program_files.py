@@ -20,15 +20,16 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ArgumentError, PPLError, UsageError
 from .model import Model
 from .program import ProgramModel
 
-__all__ = ["ProgramFailed", "build_arguments", "find_program", "import_extensions", "load_module",
-           "program_parameters"]
+__all__ = ["ProgramFailed", "build_arguments", "build_lm", "convert_arguments", "find_program",
+           "import_extensions", "lm_factory", "lm_from_file", "load_module", "program_parameters"]
 
 
 class ProgramFailed(PPLError):
@@ -53,6 +54,57 @@ def load_module(path: Path):
         del sys.modules[spec.name]
         raise
     return module
+
+
+def lm_from_file(path: str):
+    """The language model ``make_lm()`` of the Python file ``path`` builds.
+    ``functools.partial(lm_from_file, path)`` is a picklable model factory:
+    a worker process imports the file itself and builds its own model."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file (looking for make_lm())")
+    make = getattr(load_module(file), "make_lm", None)
+    if not callable(make):
+        raise UsageError(f"{file}: the file defines no make_lm() function")
+    return make()
+
+
+def lm_factory(model: str | None, module=None, *, backend: str = "hf", **options) -> Callable[[], Any]:
+    """A zero-argument callable that builds the program's language model,
+    picklable so that a worker process can build its own: ``make_lm()`` of
+    the program's file (``module``) when ``model`` is None and the file
+    defines one; ``make_lm()`` of the Python file ``model``; else
+    ``load_lm(model, backend=backend, **options)`` (the default model when
+    ``model`` is None). Files are named by absolute path."""
+    if model is None and module is not None and callable(getattr(module, "make_lm", None)):
+        return partial(lm_from_file, str(Path(module.__file__).resolve()))
+    if model is not None and model.endswith(".py"):
+        path = Path(model)
+        if not path.is_file():
+            raise UsageError(f"--model {path}: no such file")
+        if not callable(getattr(load_module(path), "make_lm", None)):
+            raise UsageError(f"--model {path}: the file defines no make_lm() function")
+        return partial(lm_from_file, str(path.resolve()))
+    from .runtime.backends.registry import load_lm
+
+    return partial(load_lm, model, backend=backend, **options)
+
+
+def build_lm(factory: Callable[[], Any], model: str | None = None):
+    """``factory()`` (from :func:`lm_factory`), its failures as ``UsageError``
+    (a bad setting for ``load_lm``) or :class:`ProgramFailed` (the model
+    could not be built)."""
+    from_file = isinstance(factory, partial) and factory.func is lm_from_file
+    try:
+        return factory()
+    except UsageError:
+        raise
+    except Exception as exc:
+        if from_file:
+            raise ProgramFailed(f"make_lm() of {factory.args[0]} raised {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, ValueError):
+            raise UsageError(str(exc)) from exc
+        raise ProgramFailed(f"could not load the model {model or '(default)'}: {exc}") from exc
 
 
 def _programs_in(module) -> dict[str, Any]:
@@ -176,10 +228,10 @@ def _convert(name: str, text: str, param: inspect.Parameter, program=None) -> An
     return text
 
 
-def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict, bool]:
-    """Parse ``NAME=VALUE`` strings against the program's parameters.
-    Returns (positional, keyword, wants_lm)."""
-    wants_lm, by_name = program_parameters(program)
+def convert_arguments(program, name: str, raw_args: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings as keyword arguments of ``program``, each
+    converted by its parameter (missing parameters are not checked)."""
+    _, by_name = program_parameters(program)
     kwargs: dict[str, Any] = {}
     for item in raw_args:
         key, eq, text = item.partition("=")
@@ -191,6 +243,14 @@ def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict
                 + (", ".join(by_name) or "(none)")
             )
         kwargs[key] = _convert(key, text, by_name[key], program)
+    return kwargs
+
+
+def build_arguments(program, name: str, raw_args: list[str]) -> tuple[list, dict, bool]:
+    """Parse ``NAME=VALUE`` strings against the program's parameters.
+    Returns (positional, keyword, wants_lm)."""
+    wants_lm, by_name = program_parameters(program)
+    kwargs = convert_arguments(program, name, raw_args)
     missing = [
         p.name for p in by_name.values()
         if p.default is inspect.Parameter.empty and p.name not in kwargs

@@ -6,7 +6,15 @@ and transformers). It imports nothing of the language but the leaf module
 ``ppl.errors``, and the one sanctioned convenience ``lm.context()``.
 """
 
-from .inference import get_method, importance_sampling, infer, methods, register_method, smc_standard, smc_steer
+from .inference import (
+    get_method,
+    importance_sampling,
+    infer,
+    methods,
+    register_method,
+    smc_standard,
+    smc_steer,
+)
 from .lm import LanguageModel
 from .particle import Particle
 from .resampling import RESAMPLERS, Weights, resample, resampling_scheme

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import pickle
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -20,6 +21,44 @@ OK = "ok"
 def _default_key(particle):
     result_key = getattr(particle, "result_key", None)
     return result_key() if callable(result_key) else str(particle)
+
+
+def _portable(value):
+    """``value`` if it can travel between processes (pickle), else its ``repr``."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return repr(value)
+    return value
+
+
+@dataclass(frozen=True)
+class ParticleRecord:
+    """A particle without its program state: what a result is summarised by.
+
+    ``value`` is the particle's ``result_key()`` (what :meth:`InferenceResult.posterior`
+    groups by), ``text`` its string form; ``log_weight``, ``done`` and
+    ``dead`` as on the particle. Holding no language-model context (and so no
+    model), it pickles small: a worker process sends these back."""
+
+    value: Any
+    text: str
+    log_weight: float
+    done: bool = True
+    dead: bool = False
+
+    @classmethod
+    def of(cls, particle) -> "ParticleRecord":
+        return cls(_portable(_default_key(particle)), str(particle), float(particle.log_weight),
+                   bool(getattr(particle, "done", True)), bool(getattr(particle, "dead", False)))
+
+    def result_key(self):
+        return self.value
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -77,6 +116,15 @@ class InferenceResult:
                     k = repr(k)
                 totals[k] = totals.get(k, 0.0) + float(w)
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def detached(self) -> "InferenceResult":
+        """The same result with every particle replaced by its
+        :class:`ParticleRecord` (value, text, log weight, done, dead): it holds
+        no program state, context or model, so it pickles small. ``weights``,
+        ``log_Z``, ``ess``, ``stats``, :meth:`posterior` (with the default key)
+        and :meth:`to_dict` are those of the original."""
+        records = [p if isinstance(p, ParticleRecord) else ParticleRecord.of(p) for p in self.particles]
+        return replace(self, particles=records, log_weights=self.log_weights.copy())
 
     def sample(self, k: int = 1, rng: np.random.Generator | None = None) -> list:
         """``k`` particles drawn with replacement by their normalised weights."""

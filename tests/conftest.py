@@ -2,7 +2,8 @@
 
 The folders follow the layout of the code: ``language/`` (models, programs),
 ``inference/`` (algorithms, resampling, results), ``constraints/``,
-``dsl/``, ``backends/`` (toy, transformers, the KV trie), ``cli/``,
+``dsl/``, ``backends/`` (toy, transformers, the KV trie), ``many/`` (runs
+over data sets), ``cli/``,
 ``gallery/`` and ``project/`` (packaging, the import layers, the docs).
 Helpers shared across folders live in ``support/`` (exact enumeration,
 statistical checks, toy programs, tiny models), imported as

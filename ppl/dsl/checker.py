@@ -36,8 +36,17 @@ from typing import Any
 from . import ast
 from .builtins import Builtin, Registry
 from .errors import Diagnostic
-from .types import NUM, PARAM_TYPES, binop_type, describe_type, fits, join, static_fits, value_type
 from .operators import ATTRIBUTES, OpError, binop, compare, index, slice_, truth, unary
+from .types import (
+    NUM,
+    PARAM_TYPES,
+    binop_type,
+    describe_type,
+    fits,
+    join,
+    static_fits,
+    value_type,
+)
 from .values import freeze
 
 PYTHON_BUILTINS = frozenset(

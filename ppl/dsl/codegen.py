@@ -23,7 +23,17 @@ from ..errors import ModelError
 from . import ast
 from .builtins import Registry
 from .errors import Failure
-from .operators import OpError, attribute, binop, compare, index, method, slice_, truth, unary
+from .operators import (
+    OpError,
+    attribute,
+    binop,
+    compare,
+    index,
+    method,
+    slice_,
+    truth,
+    unary,
+)
 from .values import show
 
 LM_KEY = "%lm"  # the language model, in every environment (not a legal name)

@@ -60,8 +60,8 @@ from .codegen import (
     Instr,
 )
 from .errors import DSLRuntimeError
-from .stdlib import to_text
 from .operators import truth
+from .stdlib import to_text
 from .values import EOS, freeze, is_number, show
 
 DEFAULT_MAX_STEPS = 4096

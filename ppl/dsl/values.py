@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..context import LMContext
 from ..constraints import TokenConstraint
+from ..context import LMContext
 from ..distributions import Distribution, NextToken, Token
 
 

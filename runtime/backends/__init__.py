@@ -7,7 +7,13 @@ names. Shipped: ``toy`` (:mod:`.toy`, exact tests and docs) and ``hf``
 it needs torch).
 """
 
-from .registry import available_backends, backend_summary, get_backend, load_lm, register_backend
+from .registry import (
+    available_backends,
+    backend_summary,
+    get_backend,
+    load_lm,
+    register_backend,
+)
 from .toy import ToyLM
 
 __all__ = ["ToyLM", "available_backends", "backend_summary", "get_backend", "load_lm", "register_backend"]

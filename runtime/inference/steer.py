@@ -64,10 +64,10 @@ class SteerAlgorithm:
 
 
 @register_method("steer", "SMC steering: each particle expanded K times, without-replacement resampling")
-async def smc_steer(model, n_particles: int, expand: int, *, seed=None, observer=None,
+async def smc_steer(model, n_particles: int, expand: int = 3, *, seed=None, observer=None,
                     history: bool = False, scheduler=None) -> InferenceResult:
     """SMC steering with ``N = n_particles`` and expansion factor ``K = expand``
-    (see :mod:`ppl.runtime.inference.steer`).
+    (default 3, as on the command line; see :mod:`ppl.runtime.inference.steer`).
 
     ``observer(info)`` is called after every step (see
     :mod:`ppl.runtime.observers`); ``history=True`` records every step's

@@ -14,7 +14,9 @@ seed=run_seed(seed, i))`` gives alone.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ppl.errors import ArgumentError, NestedEventLoopError, PPLError
@@ -25,7 +27,7 @@ from ..scheduler import Scheduler
 from .outcome import RunOutcome
 from .seeds import run_seed
 
-__all__ = ["check_options", "map_models", "map_models_async"]
+__all__ = ["Job", "check_options", "check_settings", "map_models", "map_models_async", "plan", "run_one"]
 
 MakeModel = Callable[[dict], Any]
 
@@ -41,8 +43,69 @@ def check_options(method: str, options: dict) -> None:
         )
 
 
-async def _one(run, make_model: MakeModel, index: int, id_: Any, inp: dict, seed: int,
-               n_particles: int, scheduler: Scheduler, options: dict) -> RunOutcome:
+@dataclass(frozen=True)
+class Job:
+    """One input to run: its position ``index`` in the inputs (which seeds it),
+    its ``id`` and its arguments."""
+
+    index: int
+    id: Any
+    input: dict
+
+
+class _Finished:
+    """A particle that is already done: running a method on it checks the
+    method's settings (option values included) without a model or a program."""
+
+    log_weight, done = 0.0, True
+
+    def clone(self) -> "_Finished":
+        return self
+
+    async def advance(self, rng) -> None:  # pragma: no cover - a finished particle never steps
+        pass
+
+
+def check_settings(method: str, n_particles: int, options: dict) -> None:
+    """``ArgumentError`` for a bad setting of ``method`` (an unknown option,
+    ``resampling="bogus"``, ``ess_threshold=2``): found once, before anything
+    runs, rather than as an error outcome for every input. The method runs on
+    a finished particle, which returns at once without waiting on anything."""
+    check_options(method, options)
+    chosen = get_method(method)
+    try:
+        inspect.signature(chosen.run).bind(_Finished(), n_particles, **options)
+    except TypeError as exc:
+        raise ArgumentError(f"method {method!r}: {exc}") from None
+    coro = chosen.run(_Finished(), n_particles, **options)
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError(f"method {method!r} waited on something for a finished particle")
+
+
+def plan(inputs: Sequence[dict], *, method: str, n_particles: int, seed: int, max_concurrent: int,
+         ids: Sequence | None, skip, options: dict) -> list[Job]:
+    """Check a map's settings (``ArgumentError`` naming the bad one) and list
+    the inputs to run, in order: those whose id (default: the index) is not
+    in ``skip``."""
+    positive_int(n_particles, "n_particles")
+    check_settings(method, n_particles, options)
+    positive_int(max_concurrent, "max_concurrent")
+    run_seed(seed, 0)  # a bad seed fails here, before anything runs
+    ids = list(range(len(inputs))) if ids is None else list(ids)
+    if len(ids) != len(inputs):
+        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
+    return [Job(i, ids[i], inputs[i]) for i in range(len(inputs)) if ids[i] not in skip]
+
+
+async def run_one(run, make_model: MakeModel, job: Job, seed: int, n_particles: int,
+                  scheduler: Scheduler, options: dict) -> RunOutcome:
+    """Build input ``job``'s model and run it with its seed on ``scheduler``;
+    a run that raises becomes an error outcome."""
+    index, id_, inp = job.index, job.id, job.input
     t0 = time.perf_counter()
     try:
         model = make_model(inp)
@@ -71,23 +134,17 @@ async def map_models_async(
     """Run ``make_model(inputs[i])`` for every ``i`` whose id is not in
     ``skip`` (ids default to the indices); yield :class:`RunOutcome` s as the
     runs finish. ``options`` go to the method (``expand`` for ``steer`` ...)."""
+    todo = plan(inputs, method=method, n_particles=n_particles, seed=seed, max_concurrent=max_concurrent,
+                ids=ids, skip=skip, options=options)
     run = get_method(method).run
-    check_options(method, options)
-    positive_int(n_particles, "n_particles")
-    limit = positive_int(max_concurrent, "max_concurrent")
-    run_seed(seed, 0)  # a bad seed fails here, before anything runs
-    ids = list(range(len(inputs))) if ids is None else list(ids)
-    if len(ids) != len(inputs):
-        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
-    todo = [i for i in range(len(inputs)) if ids[i] not in skip]
     scheduler = scheduler if scheduler is not None else Scheduler()
     running: set[asyncio.Task] = set()
     try:
         while todo or running:
-            while todo and len(running) < limit:
-                i = todo.pop(0)
+            while todo and len(running) < max_concurrent:
+                job = todo.pop(0)
                 running.add(asyncio.ensure_future(
-                    _one(run, make_model, i, ids[i], inputs[i], seed, n_particles, scheduler, options)))
+                    run_one(run, make_model, job, seed, n_particles, scheduler, options)))
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: t.result().index):
                 yield task.result()

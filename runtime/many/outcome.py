@@ -14,7 +14,7 @@ the ``top`` results with their normalised weights, ``n_steps``,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = ["ERROR", "RunOutcome"]
@@ -62,6 +62,12 @@ class RunOutcome:
     @property
     def log_Z(self) -> float | None:
         return None if self.result is None else self.result.log_Z
+
+    def detached(self) -> "RunOutcome":
+        """This outcome with its result detached from the program states (see
+        :meth:`~ppl.runtime.result.InferenceResult.detached`): what a worker
+        process sends back."""
+        return self if self.result is None else replace(self, result=self.result.detached())
 
     def record(self, top: int = 5) -> dict:
         """The JSON line of this run (see the module docstring)."""

@@ -7,9 +7,14 @@ import subprocess
 import sys
 
 import pytest
-
-from ppl.runtime.backends import ToyLM, available_backends, backend_summary, get_backend, load_lm
-from ppl.runtime.backends import registry
+from ppl.runtime.backends import (
+    ToyLM,
+    available_backends,
+    backend_summary,
+    get_backend,
+    load_lm,
+    registry,
+)
 from ppl.runtime.lm import LanguageModel
 
 

@@ -13,11 +13,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from ppl.errors import ForwardError, TokenIdError
 from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 from ppl.runtime.backends.hf.vocab import bytes_to_unicode, vocab_tables
 from ppl.runtime.scheduler import Scheduler
+
+from ppl.errors import ForwardError, TokenIdError
 
 try:  # tests/ as a package or as a plain directory on sys.path
     from tests.tiny_models import (
@@ -27,7 +27,12 @@ try:  # tests/ as a package or as a plain directory on sys.path
         tiny_tokenizer,
     )
 except ImportError:
-    from support.tiny_models import tiny_cached, tiny_llama, tiny_sentencepiece_tokenizer, tiny_tokenizer
+    from support.tiny_models import (
+        tiny_cached,
+        tiny_llama,
+        tiny_sentencepiece_tokenizer,
+        tiny_tokenizer,
+    )
 
 KINDS = ["llama", "gpt2"]
 TOL = 1e-4

@@ -14,11 +14,10 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
-
-import ppl
-from support.exact import exact_target
 from support.stats import check_mean, check_posterior
 from support.toy_programs import VOCAB, Latent, Scored, TwistedLipogram
+
+import ppl
 
 M = 60
 

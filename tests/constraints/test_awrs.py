@@ -18,12 +18,12 @@ import math
 
 import numpy as np
 import pytest
+from support.exact import exact_target
+from support.stats import check_mean, check_posterior
+from test_constraints import text_of, toy
 
 import ppl
 from ppl.distributions.awrs import awrs_draw
-from support.exact import exact_target
-from support.stats import check_mean, check_posterior
-from test_constraints import VOCAB, toy, text_of
 
 MAX_LEN = 4
 

@@ -17,11 +17,11 @@ import re
 
 import numpy as np
 import pytest
+from support.exact import exact_target
+from support.stats import check_mean, check_posterior
 
 import ppl
 from ppl.constraints import ConstraintError, choice, grammar, json_schema, regex
-from support.exact import exact_target
-from support.stats import check_mean, check_posterior
 
 VOCAB = ["a", "b", "ab", "<eos>"]
 A, B, AB, EOS = range(4)

@@ -4,12 +4,12 @@ pass; runtime errors located; the sandbox."""
 from __future__ import annotations
 
 import pytest
+from support.toy_programs import toy_lm
 
 import ppl
 import ppl.dsl as dsl
 from ppl.dsl.parser import lark_parser
 from ppl.dsl.syntax_errors import SYNTAX_EXAMPLES, match_example
-from support.toy_programs import toy_lm
 
 H = "program p(n: int = 1, s: str = \"x\"):\n    ctx = lm(s)\n"
 

@@ -8,11 +8,19 @@ import math
 from pathlib import Path
 
 import pytest
+from support.stats import check_mean, check_posterior
+from support.toy_programs import (
+    Latent,
+    Lipogram,
+    ObservedPrefix,
+    Rare,
+    Scored,
+    scored_fn,
+    toy_lm,
+)
 
 import ppl
 import ppl.dsl as dsl
-from support.stats import check_mean, check_posterior
-from support.toy_programs import Latent, Lipogram, ObservedPrefix, Rare, Scored, scored_fn, toy_lm
 
 STEER = Path(__file__).parent / "steer"
 M = 150  # runs per setting (test_exact_smc.py uses 200 for the class forms)

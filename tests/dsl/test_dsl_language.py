@@ -10,13 +10,13 @@ import math
 
 import numpy as np
 import pytest
+from support.toy_programs import toy_lm
 
 import ppl
 import ppl.dsl as dsl
 from ppl.dsl import ast
 from ppl.dsl.codegen import SAMPLE
 from ppl.dsl.parser import parse
-from support.toy_programs import toy_lm
 
 
 def run(source: str, *, method="steer", n=4, k=2, seed=0, lm=None, **params):

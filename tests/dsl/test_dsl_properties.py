@@ -11,11 +11,11 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from support.toy_programs import toy_lm  # noqa: E402
+from test_dsl_language import EVERY_CONSTRUCT  # noqa: E402
 
 import ppl  # noqa: E402
 import ppl.dsl as dsl  # noqa: E402
-from test_dsl_language import EVERY_CONSTRUCT  # noqa: E402
-from support.toy_programs import toy_lm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = [EVERY_CONSTRUCT] + [

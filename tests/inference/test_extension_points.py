@@ -10,9 +10,6 @@ import math
 
 import numpy as np
 import pytest
-
-import ppl
-from ppl import errors
 from ppl.runtime import inference
 from ppl.runtime.inference import registry
 from ppl.runtime.inference.driver import Selection, run
@@ -20,6 +17,9 @@ from ppl.runtime.inference.smc import step_every_live
 from ppl.runtime.resampling import RESAMPLERS, Weights, get_resampler, resampling_scheme
 from support.stats import check_mean, check_posterior
 from support.toy_programs import Scored, toy_lm
+
+import ppl
+from ppl import errors
 
 
 @pytest.fixture

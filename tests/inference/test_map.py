@@ -172,3 +172,16 @@ def test_map_on_the_tiny_model_equals_one_at_a_time():
         assert [str(p) for p in o.result.particles] == [str(p) for p in alone.particles]
         # batch composition differs, so float32 log-probs may differ in the last bits
         np.testing.assert_allclose(o.result.log_weights, alone.log_weights, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"method": "smc", "resampling": "bogus"}, "unknown resampling scheme 'bogus'"),
+    ({"method": "smc", "ess_threshold": 2.0}, "ess_threshold must be a number in"),
+    ({"method": "steer", "expand": 0}, "expand must be an integer >= 1"),
+])
+def test_bad_option_values_fail_once_before_anything_runs(options, message):
+    lm = toy_lm()
+    calls = lm.calls
+    with pytest.raises(ppl.PPLError, match=message):
+        next(ppl.map(Prompted, [{}] * 3, lm=lm, n_particles=2, **options))
+    assert lm.calls == calls  # no run started

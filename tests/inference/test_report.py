@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from support.toy_programs import Scored, lipogram_fn, toy_lm
 
 import ppl
-from support.toy_programs import Scored, lipogram_fn, toy_lm
 
 
 @pytest.mark.parametrize("method,kw", [("steer", {"expand": 3}), ("smc", {"ess_threshold": 1.0}), ("is", {})])

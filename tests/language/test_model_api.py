@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
-
-import ppl
 from ppl.runtime.scheduler import Scheduler
 from support.toy_programs import Lipogram, Scored, toy_lm
+
+import ppl
 
 
 class Raises(ppl.Model):

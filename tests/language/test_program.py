@@ -6,9 +6,9 @@ import asyncio
 import gc
 
 import pytest
+from support.toy_programs import LACKS_C, MAX_LEN, lipogram_fn, toy_lm
 
 import ppl
-from support.toy_programs import LACKS_C, MAX_LEN, lipogram_fn, toy_lm
 
 
 def test_value_is_the_result_and_posterior_key():
@@ -29,8 +29,8 @@ def test_clones_replay_without_model_calls():
     lm = toy_lm()
 
     async def go():
-        from ppl.runtime.scheduler import Scheduler
         import numpy as np
+        from ppl.runtime.scheduler import Scheduler
 
         rng, sched = np.random.default_rng(0), Scheduler()
         p = lipogram_fn(lm).clone()

@@ -1,0 +1,308 @@
+"""Many runs over many processes (or machines): the Ray engine.
+
+:class:`RayMap` (what ``ppl.map(..., engine="ray")`` returns) is the
+driver. It starts ``num_workers`` actors (:class:`~.ray_worker.MapWorker`),
+each of which builds its model once from the zero-argument ``setup`` it is
+sent (pickled with cloudpickle; the modules named in ``by_value`` travel by
+value, for programs defined in files a worker could not import), and hands
+them the inputs in chunks: each worker holds at most
+:data:`CHUNKS_PER_WORKER` chunks of at most ``max_concurrent`` inputs, so it
+always has its next runs queued behind those running, and a fast worker
+takes more chunks than a slow one. Each chunk is a streaming call: outcomes
+come back one by one as runs finish, and :class:`RayMap` yields them at once
+(the caller writes them: the driver is the only writer of an output file).
+
+Results equal the local engine's: input ``i`` runs with
+:func:`~.seeds.run_seed` ``(seed, i)`` wherever it runs.
+
+Faults:
+
+- a worker that dies (killed, out of memory, its machine gone) has every
+  input it had not sent back put at the front of the queue and run again on
+  the others and on a fresh worker started in its place; the driver keeps
+  the first outcome of each input, so none is lost and none is yielded
+  twice. An input that may have been running (a worker admits its inputs in
+  order, ``max_concurrent`` at a time) each time its worker died, more than
+  ``max_retries`` times (default 2), becomes an error outcome: a poison
+  input does not loop forever, and inputs queued behind it are not counted;
+- a worker whose ``setup`` raises (the model cannot be loaded, the program
+  cannot be unpickled) fails the whole map at once with
+  :class:`~ppl.errors.WorkerError` carrying its message; one that dies
+  while loading is replaced, and fails the map after ``max_retries`` deaths
+  in a row.
+
+Ray is optional (``pip install 'ppl-steer[ray]'``) and imported only here,
+when a map starts. Without an ``address`` (or ``RAY_ADDRESS``) and with Ray
+not yet initialised, a local cluster of ``num_workers * threads_per_worker``
+CPUs is started for the map and shut down after it; a Ray already
+initialised is used as it is, and the cluster at ``address`` is joined for
+the map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections import Counter, deque
+from typing import Any, Callable, Iterator, Sequence
+
+from ppl.errors import ArgumentError, WorkerError
+
+from ..inference.driver import positive_int
+from .local import Job, plan
+from .outcome import RunOutcome
+from .ray_worker import MapWorker
+
+__all__ = ["CHUNKS_PER_WORKER", "RayMap", "map_models_ray"]
+
+#: chunks a worker holds at once: one running, one queued behind it
+CHUNKS_PER_WORKER = 2
+_END = object()
+
+
+def import_ray():
+    """The ``ray`` module, or an ``ArgumentError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ArgumentError(
+            "engine='ray' needs Ray, which is not installed: pip install 'ppl-steer[ray]'"
+        ) from None
+    return ray
+
+
+def _pickle_setup(ray, setup: Callable[[], Any], by_value: Sequence[str]) -> bytes:
+    """``setup`` pickled for the workers, with the modules ``by_value``
+    pickled by value (a worker cannot import a file loaded under a synthetic
+    name); an ``ArgumentError`` if it cannot be pickled."""
+    cloudpickle = ray.cloudpickle
+    modules = [sys.modules[name] for name in by_value if name in sys.modules]
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(setup)
+    except Exception as exc:
+        raise ArgumentError(
+            f"the program and its model factory cannot be sent to Ray workers: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+class _Slot:
+    """One worker: its actor, its ``ready`` call until its model is loaded,
+    and its chunks in flight (streaming call -> its jobs not yet back, in the
+    order the worker admits them)."""
+
+    def __init__(self, number: int, actor, ready):
+        self.number, self.actor, self.ready = number, actor, ready
+        self.where = f"worker {number}"
+        self.chunks: dict[Any, dict[int, Job]] = {}
+        self.load_deaths = 0  # deaths in a row before the model was loaded
+
+
+class RayMap:
+    """An iterator of :class:`~ppl.runtime.many.RunOutcome` s, in the order
+    runs finish, computed by Ray workers (see the module docstring). Every
+    setting is checked when it is made; workers start at the first
+    ``next()``. ``workers`` lists the live actors (for tests that kill one);
+    ``stats`` counts ``workers_started``, ``workers_replaced`` and
+    ``runs_retried``. Also an async iterator (each step waits in a thread)."""
+
+    def __init__(self, setup: Callable[[], Any], inputs: Sequence[dict], *, method: str = "steer",
+                 n_particles: int = 16, seed: int = 0, max_concurrent: int = 8, ids: Sequence | None = None,
+                 skip=frozenset(), num_workers: int | None = None, address: str | None = None,
+                 threads_per_worker: int = 1, max_retries: int = 2, by_value: Sequence[str] = (), **options):
+        self._ray = import_ray()
+        self.jobs = plan(inputs, method=method, n_particles=n_particles, seed=seed,
+                         max_concurrent=max_concurrent, ids=ids, skip=skip, options=options)
+        self.threads = positive_int(threads_per_worker, "threads_per_worker")
+        self.num_workers = None if num_workers is None else positive_int(num_workers, "num_workers")
+        if address is not None and not isinstance(address, str):
+            raise ArgumentError(f"address must be a Ray cluster address (a string), got {address!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ArgumentError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.address, self.max_retries, self.max_concurrent = address, max_retries, max_concurrent
+        self._blob = _pickle_setup(self._ray, setup, by_value)
+        self._settings = (method, n_particles, seed, max_concurrent, options)
+        self.slots: list[_Slot] = []
+        self.stats = {"workers_started": 0, "workers_replaced": 0, "runs_retried": 0}
+        self._stream = self._run()
+
+    # -- iteration ---------------------------------------------------------------------
+    def __iter__(self) -> Iterator[RunOutcome]:
+        return self
+
+    def __next__(self) -> RunOutcome:
+        return next(self._stream)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> RunOutcome:
+        outcome = await asyncio.to_thread(next, self._stream, _END)
+        if outcome is _END:
+            raise StopAsyncIteration
+        return outcome
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Stop: kill the workers (and the local cluster this map started)."""
+        self._stream.close()
+
+    @property
+    def workers(self) -> list:
+        """The workers' actors, in order (a dead one's replacement takes its place)."""
+        return [slot.actor for slot in self.slots]
+
+    def in_flight(self) -> list[list[int]]:
+        """For each worker, the indices of the inputs it holds (sent, not back)."""
+        return [[i for chunk in slot.chunks.values() for i in chunk] for slot in self.slots]
+
+    # -- the cluster and its workers ---------------------------------------------------
+    def _connect(self) -> bool:
+        """Join or start Ray; fix the number of workers. True if this map started Ray."""
+        ray, started = self._ray, False
+        address = self.address or os.environ.get("RAY_ADDRESS")  # Ray's own convention
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, logging_level=logging.WARNING)
+            else:
+                n = self.num_workers or max(1, (os.cpu_count() or 1) // self.threads)
+                ray.init(num_cpus=n * self.threads, include_dashboard=False, logging_level=logging.WARNING)
+            started = True
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if self.num_workers is None:
+            self.num_workers = max(1, int(cpus // self.threads))
+        if self.num_workers * self.threads > cpus:
+            if started:
+                ray.shutdown()
+            raise ArgumentError(
+                f"{self.num_workers} workers of {self.threads} threads need {self.num_workers * self.threads} "
+                f"CPUs; the Ray cluster has {cpus:g}: ask for fewer workers or threads"
+            )
+        return started
+
+    def _start(self, number: int) -> _Slot:
+        method, n_particles, seed, max_concurrent, options = self._settings
+        actor = self._actor_class.options(num_cpus=self.threads).remote(
+            self._blob_ref, self.threads, method, n_particles, seed, max_concurrent, options)
+        self.stats["workers_started"] += 1
+        return _Slot(number, actor, actor.ready.remote())
+
+    def _on_ready(self, slot: _Slot, pending: deque, tries: Counter) -> None:
+        """A worker answered ``ready``: loaded, or the map fails with its
+        setup's error. One that died while loading is replaced, up to
+        ``max_retries`` times in a row."""
+        ray = self._ray
+        try:
+            info = ray.get(slot.ready)
+        except ray.exceptions.RayActorError as exc:
+            slot.load_deaths += 1
+            if slot.load_deaths > self.max_retries:
+                raise WorkerError(f"{slot.where} died {slot.load_deaths} times before its model was loaded; "
+                                  f"last: {exc}") from None
+            self._replace(slot, exc, pending, tries)
+            return
+        slot.ready, slot.load_deaths = None, 0
+        slot.where = f"worker {slot.number} (pid {info['pid']} on {info['host']})"
+        if info["error"] is not None:
+            raise WorkerError(f"{slot.where} could not load the model and program: {info['error']}")
+
+    def _replace(self, slot: _Slot, exc: Exception, pending: deque, tries: Counter) -> list[RunOutcome]:
+        """``slot``'s worker died: requeue what it had not sent back (at the
+        front, in input order) and start a fresh worker in its place. The
+        worker admits its jobs in order, ``max_concurrent`` at a time, so only
+        the first ``max_concurrent`` not back may have been running: those
+        count a try, and one with more than ``max_retries`` is given up
+        (returned as an error outcome)."""
+        lost = [job for chunk in slot.chunks.values() for job in chunk.values()]
+        slot.chunks.clear()
+        self._ray.kill(slot.actor)
+        given_up = []
+        for job in lost[:self.max_concurrent]:
+            tries[job.index] += 1
+            self.stats["runs_retried"] += 1
+            if tries[job.index] > self.max_retries:
+                given_up.append(RunOutcome(job.index, job.id, job.input,
+                                           error=f"its worker died {tries[job.index]} times while running it; "
+                                                 f"last: {exc}"))
+        gave_up = {o.index for o in given_up}
+        for job in sorted(lost, key=lambda j: j.index, reverse=True):
+            if job.index not in gave_up:
+                pending.appendleft(job)
+        fresh = self._start(slot.number)
+        slot.actor, slot.ready, slot.chunks = fresh.actor, fresh.ready, fresh.chunks
+        self.stats["workers_replaced"] += 1
+        return given_up
+
+    # -- the driver loop ---------------------------------------------------------------
+    def _run(self) -> Iterator[RunOutcome]:
+        ray = self._ray
+        started = self._connect()
+        try:
+            self._actor_class = ray.remote(MapWorker)
+            self._blob_ref = ray.put(self._blob)
+            self.slots = [self._start(k) for k in range(self.num_workers)]
+            yield from self._drive()
+        finally:
+            for slot in self.slots:
+                ray.kill(slot.actor)
+            if started:
+                ray.shutdown()
+
+    def _fill(self, pending: deque) -> None:
+        """Give every loaded worker chunks until it holds CHUNKS_PER_WORKER."""
+        left_per_worker = -(-len(pending) // max(1, len(self.slots)))
+        size = max(1, min(self.max_concurrent, left_per_worker))
+        for slot in self.slots:
+            while slot.ready is None and pending and len(slot.chunks) < CHUNKS_PER_WORKER:
+                chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
+                call = slot.actor.run_chunk.options(num_returns="streaming").remote(chunk)
+                slot.chunks[call] = {job.index: job for job in chunk}
+
+    def _drive(self) -> Iterator[RunOutcome]:
+        ray = self._ray
+        pending, tries, done = deque(self.jobs), Counter(), set()
+        while pending or any(slot.chunks for slot in self.slots):
+            self._fill(pending)
+            owner = {slot.ready: (slot, True) for slot in self.slots if slot.ready is not None}
+            owner.update({call: (slot, False) for slot in self.slots for call in slot.chunks})
+            [ready], _ = ray.wait(list(owner), num_returns=1)
+            slot, is_ready_call = owner[ready]
+            if is_ready_call:
+                self._on_ready(slot, pending, tries)
+                continue
+            for outcome in self._receive(slot, ready, pending, tries):
+                if outcome.index not in done:
+                    done.add(outcome.index)
+                    yield outcome
+
+    def _receive(self, slot: _Slot, call, pending: deque, tries: Counter) -> list[RunOutcome]:
+        """The next outcome of ``slot``'s streaming ``call`` (none when the
+        chunk is over; the error outcomes of inputs given up when the worker died)."""
+        ray = self._ray
+        try:
+            item = ray.get(next(call))
+        except StopIteration:
+            for job in sorted(slot.chunks.pop(call).values(), key=lambda j: j.index, reverse=True):
+                pending.appendleft(job)  # (a chunk ends with every job back; nothing is dropped)
+            return []
+        except ray.exceptions.RayActorError as exc:
+            return self._replace(slot, exc, pending, tries)
+        except ray.exceptions.RayError as exc:
+            raise WorkerError(f"{slot.where} failed: {exc}") from None
+        slot.chunks[call].pop(item.index, None)
+        return [item]
+
+
+def map_models_ray(setup: Callable[[], Any], inputs: Sequence[dict], **kwargs) -> RayMap:
+    """Run every input on Ray workers; see :class:`RayMap` for the settings.
+    ``setup`` is a picklable zero-argument callable each worker calls once,
+    returning ``make_model(input) -> model``."""
+    return RayMap(setup, inputs, **kwargs)
