@@ -81,14 +81,16 @@ def ray_mapped(program, inputs, workers):
     return time.perf_counter() - t0, [o.result for o in outcomes]
 
 
-def _same(a, b) -> bool:
-    """The same results: the same outcomes, with the same weights to 1e-6
-    (batches of other shapes may move float32 log-probs in the last bits)."""
+def _same(a, b) -> str:
+    """How many runs gave the same results as one at a time: the same
+    outcomes with the same weights to 1e-6. Batches of other shapes move
+    float32 log-probs in their last bits, and now and then that flips a draw,
+    after which the run goes another way (equally valid, not the same)."""
+    same = 0
     for x, y in zip(a, b):
         px, py = x.posterior(), y.posterior()
-        if list(px) != list(py) or any(abs(px[k] - py[k]) > 1e-6 for k in px):
-            return False
-    return len(a) == len(b)
+        same += list(px) == list(py) and all(abs(px[k] - py[k]) <= 1e-6 for k in px)
+    return f"{same}/{len(b)}"
 
 
 def main(argv=None) -> int:
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
     print(f"{len(inputs)} prompts, lipogram, N={N} K={K}, default model on cpu; torch threads: {args.threads}")
     rows = []
     base_t, base, (f, r) = one_at_a_time(program, inputs)
-    rows.append(("one at a time", base_t, f, r, True))
+    rows.append(("one at a time", base_t, f, r, f"{len(base)}/{len(base)}"))
     for m in (8, 32):
         t, res, (f, r) = mapped(program, inputs, m)
         rows.append((f"map, {m} concurrent", t, f, r, _same(res, base)))
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     for name, t, f, r, same in rows:
         rate = len(inputs) / t
         print(f"{name:>28}  {t:7.2f}  {rate:8.2f}  {f if f is not None else '-':>8}  "
-              f"{f'{r:.1f}' if r is not None else '-':>9}  {base_t / t:5.2f}  {'yes' if same else 'NO'}")
+              f"{f'{r:.1f}' if r is not None else '-':>9}  {base_t / t:5.2f}  {same}")
     return 0
 
 

@@ -43,6 +43,15 @@ class TokenConstraint:
     def __copy__(self):
         return self
 
+    # pickled (to reach another process: a Ray worker) without its mask cache,
+    # which is per model object and is rebuilt there on first use
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cache = weakref.WeakKeyDictionary()
+
     def mask(self, lm) -> np.ndarray:
         """Boolean mask over ``lm``'s vocabulary (cached per model)."""
         cached = self._cache.get(lm)

@@ -466,3 +466,15 @@ def test_eos_ends_the_text_and_keeps_it_accepting():
     done._append(EOS)
     done.constrain(regex(REGEX))
     assert done.accepting
+
+
+def test_constraints_travel_to_other_processes():
+    """A program's module-level constraint goes with it to a Ray worker:
+    pickled by value, without its per-model mask cache."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+    lm = ppl.ToyLM(["a", "e", "<eos>"], lambda prefix: [0.3, 0.3, 0.4])
+    c = ppl.lacks("eE") & ppl.no_special()
+    before = c.mask(lm).tolist()
+    copy_ = cloudpickle.loads(cloudpickle.dumps(c))
+    assert repr(copy_) == repr(c) and copy_.mask(lm).tolist() == before == [True, False, True]
+    assert repr(cloudpickle.loads(cloudpickle.dumps(ppl.regex("a+")))) == "regex('a+')"
