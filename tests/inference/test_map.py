@@ -161,14 +161,18 @@ def test_map_async_inside_an_event_loop():
     asyncio.run(main())
 
 
-def test_map_on_the_tiny_model_equals_one_at_a_time():
+@pytest.mark.parametrize("method,options", [("steer", {"expand": 3}), ("smc", {"ess_threshold": 1.0}), ("is", {})],
+                         ids=["steer", "smc", "is"])
+def test_map_on_the_tiny_model_equals_one_at_a_time(method, options):
     from support.tiny_models import tiny_cached
 
     lm = tiny_cached("llama")
     inputs = [{"prompt": p} for p in ("the", "the quick", "hello world", "the")]
-    outcomes = list(ppl.map(Prompted, inputs, lm=lm, n_particles=4, expand=3, seed=1, max_concurrent=4))
+    outcomes = list(ppl.map(Prompted, inputs, lm=lm, method=method, n_particles=4, seed=1, max_concurrent=4,
+                            **options))
     for o in outcomes:
-        alone = ppl.infer(Prompted(lm, **inputs[o.index]), n_particles=4, expand=3, seed=ppl.run_seed(1, o.index))
+        alone = ppl.infer(Prompted(lm, **inputs[o.index]), method=method, n_particles=4,
+                          seed=ppl.run_seed(1, o.index), **options)
         assert [str(p) for p in o.result.particles] == [str(p) for p in alone.particles]
         # batch composition differs, so float32 log-probs may differ in the last bits
         np.testing.assert_allclose(o.result.log_weights, alone.log_weights, rtol=0, atol=1e-4)
