@@ -31,7 +31,7 @@ import sys
 from typing import Any, AsyncIterator, Iterator, Sequence
 
 from .errors import ArgumentError
-from .program_files import program_parameters
+from .program_files import USER_MODULE_PREFIX, program_parameters
 from .runtime.lm import LanguageModel
 from .runtime.many import RunOutcome
 from .runtime.many.local import map_models, map_models_async
@@ -41,9 +41,7 @@ __all__ = ["ENGINES", "WorkerSetup", "bind_inputs", "check_inputs", "map", "map_
 #: where the runs go: one event loop in this process, or Ray workers
 ENGINES = ("local", "ray")
 
-#: the prefix of the names ``ppl.program_files.load_module`` gives user files
-#: (workers cannot import those names: such modules are sent by value)
-_USER_MODULE_PREFIX = "ppl_user_"
+_USER_MODULE_PREFIX = USER_MODULE_PREFIX  # user files' modules: sent to workers by value
 
 _WORKER_DEFAULTS = {"num_workers": None, "address": None, "threads_per_worker": 1}
 

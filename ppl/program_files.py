@@ -32,6 +32,11 @@ __all__ = ["ProgramFailed", "build_arguments", "build_lm", "convert_arguments", 
            "import_extensions", "lm_factory", "lm_from_file", "load_module", "program_parameters"]
 
 
+#: the prefix of the module names user files are imported under (such modules
+#: cannot be imported by name elsewhere: a Ray worker gets them by value)
+USER_MODULE_PREFIX = "ppl_user_"
+
+
 class ProgramFailed(PPLError):
     """The program or the run failed (exit status 1)."""
 
@@ -40,7 +45,7 @@ def load_module(path: Path):
     """Import a Python file once per process (a second ``--import`` of the
     same file must not register its builtins twice)."""
     resolved = path.resolve()
-    name = f"ppl_user_{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
+    name = f"{USER_MODULE_PREFIX}{path.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:10]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, resolved)
