@@ -185,8 +185,12 @@ class LMContext:
         return await observe(TextContinuation(self), text)
 
     def __repr__(self) -> str:
-        text = self.text
+        """Short enough for an error message: the prompt's start (40
+        characters) and the generated text's end (60)."""
+        prompt, text = self.prompt, self.text
+        if len(prompt) > 40:
+            prompt = prompt[:37] + "..."
         if len(text) > 60:
             text = "..." + text[-57:]
         tail = f" with {', '.join(map(repr, self.constraints))}" if self.constraints else ""
-        return f"<LMContext {self.prompt!r} + {text!r}{tail}>"
+        return f"<LMContext {prompt!r} + {text!r}{tail}>"

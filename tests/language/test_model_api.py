@@ -280,3 +280,12 @@ def test_no_special_and_not_eos():
     assert ppl.no_special().mask(special).tolist() == [True, False, True, True]  # EOS stays
     assert (ppl.lacks("c") & ppl.no_special() & ppl.not_eos()).mask(special).tolist() == [True, False, False, False]
     assert ppl.no_special() is ppl.no_special()
+
+
+def test_a_context_repr_stays_short_for_error_messages():
+    lm = ppl.ToyLM(["a", "b", "<eos>"], lambda prefix: [0.4, 0.4, 0.2])
+    ctx = lm.context("ab" * 2000)
+    for _ in range(200):
+        ctx._append(0)
+    text = repr(ctx)
+    assert len(text) < 140 and text.startswith("<LMContext 'ababab") and "...' + '..." in text
