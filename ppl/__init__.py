@@ -69,8 +69,9 @@ def load_lm(name_or_path=None, *, backend: str = "hf", **options):
     a :class:`~ppl.runtime.backends.hf.cached_transformer.CachedTransformer`
     for the packaged default model (SmolLM2-135M-Instruct) when
     ``name_or_path`` is None, else a local folder, a ``.gguf`` file or a hub
-    model id; ``options`` are ``device``, ``dtype`` and
-    ``memory_budget_bytes``. Imports torch and transformers on first use.
+    model id; ``options`` are ``device``, ``dtype``, ``memory_budget_bytes``
+    and ``threads`` (torch's CPU threads; default: ``OMP_NUM_THREADS`` if
+    set, else half the CPUs, 1 to 8). Imports torch and transformers on first use.
     An unknown backend raises ``ValueError`` listing the registered ones."""
     from .runtime.backends import load_lm as _load_lm
 

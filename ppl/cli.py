@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_map import DEFAULT_MAX_CONCURRENT, DEFAULT_TOP, check_flags, run_inputs
-from .errors import ModelLoadError, PPLError, UsageError
+from .errors import ArgumentError, ModelLoadError, PPLError, UsageError
 from .program_files import (
     ProgramFailed,
     build_arguments,
@@ -98,8 +98,17 @@ def format_result(result, title: str) -> str:
 def _lm_factory(args, module):
     """The model factory of ``--model``/``--backend``/``--device``/``--dtype``
     (see :func:`~ppl.program_files.lm_factory`)."""
-    options = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    given = (("device", args.device), ("dtype", args.dtype))
+    if args.backend == "hf":  # the hf loader sets the threads (its default rule when None)
+        given += (("threads", args.threads),)
+    options = {k: v for k, v in given if v is not None}
     return lm_factory(args.model, module, backend=args.backend, **options)
+
+
+def _threads() -> int | None:
+    """torch's CPU threads in this process, if torch is loaded (for the header)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 def _make_lm(args, module):
@@ -121,6 +130,10 @@ def cmd_run(args) -> int:
         factory = _lm_factory(args, module) if program_parameters(program)[0] else None
         return run_inputs(args, name, program, _method_options(args), factory)
     _, kwargs, wants_lm = build_arguments(program, name, args.arg)
+    if args.threads is not None:  # also for a make_lm() model; the hf loader sets it again
+        from .runtime.backends.hf.devices import set_threads
+
+        set_threads(args.threads)
     lm = _make_lm(args, module) if wants_lm else None
     try:
         model = program(lm, **kwargs) if wants_lm else program(**kwargs)
@@ -141,7 +154,7 @@ def cmd_run(args) -> int:
     finally:
         if progress:
             progress.close()
-    settings = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    settings = ", ".join(f"{k}={v}" for k, v in {**options, "threads": _threads()}.items() if v is not None)
     lm_name = lm.name if lm is not None else "no model"
     print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})"))
     for target, write in ((args.json, result.to_json), (args.html, result.to_html)):
@@ -219,6 +232,9 @@ def _model_flags(run) -> None:
                      help="; ".join(f"{b}: {backend_summary(b)}" for b in available_backends())
                      + " (default: hf)")
     run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="torch CPU threads (default: OMP_NUM_THREADS if set, else half the CPUs, 1 to 8: "
+                          "torch's own default of every core runs 5-20x slower on a busy small machine)")
     run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
 
 
@@ -309,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, ArgumentError) as exc:  # bad input from the command line
         _report(args, exc, "usage error")
         return EXIT_USAGE
-    except ProgramFailed as exc:
+    except (ProgramFailed, PPLError) as exc:  # the program or the run failed
         _report(args, exc, "error")
         return EXIT_FAILURE
     except KeyboardInterrupt:

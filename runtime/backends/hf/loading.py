@@ -371,13 +371,20 @@ def load_lm(
     device: Any = None,
     dtype: Any = None,
     memory_budget_bytes: int | None = None,
+    threads: int | None = None,
 ):
     """A Hugging Face causal LM in a :class:`~ppl.runtime.backends.hf.cached_transformer.CachedTransformer`.
 
     Loads with :func:`load_hf` and wraps the model in the object steering
     programs use; the load ``info`` dict is attached as ``lm.load_info``.
+    ``threads`` sets torch's CPU threads for the process (default:
+    :func:`~ppl.runtime.backends.hf.devices.default_threads`; recorded as
+    ``lm.load_info["threads"]``).
     """
     from .cached_transformer import CachedTransformer  # lazy: imports torch
+    from .devices import set_threads
+
+    n_threads = set_threads(threads)
 
     model, tokenizer, info = load_hf(name_or_path, device=device, dtype=dtype)
     lm = CachedTransformer(
@@ -388,5 +395,5 @@ def load_lm(
         memory_budget_bytes=memory_budget_bytes,
         name=info["name"],
     )
-    lm.load_info = info
+    lm.load_info = {**info, "threads": n_threads}
     return lm
