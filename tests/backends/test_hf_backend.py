@@ -296,8 +296,13 @@ def test_load_lm_wraps_in_cached_transformer(monkeypatch):
     monkeypatch.setattr(loading, "load_hf", lambda *a, **k: (fake_model, "tok", {"name": "fake"}))
     monkeypatch.setitem(sys.modules, "ppl.runtime.backends.hf.cached_transformer",
                         types.SimpleNamespace(CachedTransformer=FakeCT))
-    lm = hf.load_lm(memory_budget_bytes=123)
-    assert isinstance(lm, FakeCT) and lm.load_info == {"name": "fake"}
+    n = torch.get_num_threads()
+    try:
+        lm = hf.load_lm(memory_budget_bytes=123, threads=2)
+        assert torch.get_num_threads() == 2  # the loader sets the process's threads
+    finally:
+        torch.set_num_threads(n)
+    assert isinstance(lm, FakeCT) and lm.load_info == {"name": "fake", "threads": 2}
     assert calls == dict(model=fake_model, tokenizer="tok", device=torch.device("cpu"),
                          dtype=torch.float32, budget=123, name="fake")
 
