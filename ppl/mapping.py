@@ -41,7 +41,6 @@ __all__ = ["ENGINES", "WorkerSetup", "bind_inputs", "check_inputs", "map", "map_
 #: where the runs go: one event loop in this process, or Ray workers
 ENGINES = ("local", "ray")
 
-_USER_MODULE_PREFIX = USER_MODULE_PREFIX  # user files' modules: sent to workers by value
 
 _WORKER_DEFAULTS = {"num_workers": None, "address": None, "threads_per_worker": 1}
 
@@ -105,7 +104,7 @@ def _worker_setup(program, inputs: Sequence[dict], lm) -> WorkerSetup:
 
 
 def _user_modules() -> list[str]:
-    return [name for name in list(sys.modules) if name.startswith(_USER_MODULE_PREFIX)]
+    return [name for name in list(sys.modules) if name.startswith(USER_MODULE_PREFIX)]
 
 
 def _dispatch(program, inputs, lm, engine: str, workers: dict, kwargs: dict, asynchronous: bool):

@@ -176,6 +176,7 @@ class Scheduler:
             ok, value = answers[id(r)]
             if not r.future.done():
                 (r.future.set_result if ok else r.future.set_exception)(value)
+        self._last_event.pop(None, None)  # requests made outside any gather: answered, forgotten
         if fatal is not None:
             raise fatal
 

@@ -14,27 +14,13 @@ import math
 
 import numpy as np
 import pytest
+from support.many_programs import Prompted
 from support.stats import check_mean
 from support.toy_programs import Scored, lipogram_fn, toy_lm
 
 import ppl
 
 METHODS = [("steer", {"expand": 2}), ("smc", {"ess_threshold": 1.0}), ("is", {})]
-
-
-class Prompted(ppl.Model):
-    """Scored, from a prompt given as an input."""
-
-    def __init__(self, lm, prompt: str = "", bonus: float = 0.5):
-        super().__init__()
-        self.ctx, self.bonus = lm.context(prompt), bonus
-
-    async def step(self):
-        tok = await self.sample(self.ctx.next_token())
-        self.factor(self.bonus * (tok.text == "a"))
-        if tok.is_eos or len(self.ctx) == 4:
-            self.condition("cc" not in self.ctx.text)
-            self.finish()
 
 
 def _same(a, b):
