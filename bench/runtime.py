@@ -3,6 +3,7 @@
     python -m bench.runtime              # the full table and the length sweep
     python -m bench.runtime --quick      # fewer configs, for a smoke run
     python -m bench.runtime --memory     # also peak RSS during each run, in fresh processes
+    python -m bench.runtime --contexts 5 500 1500   # also the context sweep (bench.context)
 
 The program is the lipogram: after "My favorite writer is", draw tokens
 conditioned to contain no letter "e" (and not to end the text), for a fixed
@@ -220,6 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs per config; the fastest counts (2)")
     parser.add_argument("--memory", action="store_true", help="peak RSS per run, in fresh processes")
     parser.add_argument("--no-sweep", action="store_true", help="skip the length sweep")
+    parser.add_argument("--contexts", type=int, nargs="+", default=None,
+                        help="also run the context sweep (python -m bench.context) at these prompt lengths")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "N", "K", "TOKENS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -244,6 +247,12 @@ def main(argv=None) -> int:
     if not args.no_sweep:
         print("\nlength sweep, N=16 K=1")
         print(sweep_table(lm, args, best))
+    if args.contexts:
+        from . import context
+
+        print("\ncontext sweep (python -m bench.context)")
+        context.main(["--contexts", *map(str, args.contexts), "--threads", str(torch.get_num_threads())]
+                     + (["--quick"] if args.quick else []))
     return 0
 
 

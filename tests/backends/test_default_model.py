@@ -52,10 +52,10 @@ def test_cached_logprobs_match_a_plain_forward(lm):
 def test_main_job_runs_and_keeps_the_constraint(capsys, tmp_path):
     out_json = tmp_path / "r.json"
     code = main(["run", str(ROOT / "examples" / "lipogram.py"), "--particles", "4", "--expand", "2",
-                 "--seed", "0", "--arg", "n=8", "--quiet", "--json", str(out_json)])
+                 "--seed", "0", "--arg", "n=8", "--quiet", "--verbose", "--json", str(out_json)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "SmolLM2-135M-Instruct" in out and "forward_passes" in out
+    assert "SmolLM2-135M-Instruct" in out and "forward_passes" in out  # --verbose shows the counters
     import json
 
     data = json.loads(out_json.read_text())

@@ -8,6 +8,9 @@
   grouped-query attention (4 heads, 2 KV heads); both have logits wider than
   the tokenizer's vocabulary, as padded real models do.
 - :func:`tiny_cached`: a ready :class:`CachedTransformer` on one of them.
+- :func:`tiny_family`: a fresh tiny model of any family of :data:`FAMILY_CONFIGS`
+  (GPT-2, Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 2, OPT, GPT-NeoX), with
+  config overrides (``sliding_window=16``, ``layer_types=...``).
 """
 
 from __future__ import annotations
@@ -139,3 +142,40 @@ def tiny_cached(kind: str = "llama", seed: int = 0, **kwargs):
     kwargs.setdefault("device", "cpu")
     kwargs.setdefault("dtype", torch.float32)
     return CachedTransformer(model, tokenizer, name=f"tiny-{kind}", **kwargs)
+
+
+_GQA = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 6,
+        "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": False}
+FAMILY_CONFIGS = {
+    "gpt2": ("GPT2Config", {"n_embd": 48, "n_layer": 2, "n_head": 4, "n_positions": 256}),
+    "llama": ("LlamaConfig", _GQA),
+    "qwen2": ("Qwen2Config", _GQA),
+    "qwen3": ("Qwen3Config", {**_GQA, "head_dim": 8}),
+    "mistral": ("MistralConfig", {**_GQA, "sliding_window": None}),
+    "phi3": ("Phi3Config", {**_GQA, "pad_token_id": 0, "sliding_window": None}),
+    "gemma2": ("Gemma2Config", {**_GQA, "head_dim": 8}),
+    "opt": ("OPTConfig", {"hidden_size": 48, "ffn_dim": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+                          "max_position_embeddings": 256, "word_embed_proj_dim": 48}),
+    "gpt_neox": ("GPTNeoXConfig", {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
+                                   "num_attention_heads": 4, "max_position_embeddings": 256,
+                                   "tie_word_embeddings": False}),
+}
+"""Family -> (transformers config class, the tiny sizes): 2 layers, hidden 48;
+grouped-query attention (6 heads over 2 KV heads) where the family has it.
+Gemma 2's configs default to alternating sliding-window layers; Mistral's and
+Phi-3's windows are off here (pass ``sliding_window=`` to set one)."""
+
+
+def tiny_family(kind: str, seed: int = 0, vocab_size: int = 320, attn: str | None = None, **overrides):
+    """A fresh tiny random ``kind`` model (float32, eval mode), output head
+    sharpened as in :func:`tiny_llama`; ``overrides`` go into its config."""
+    import transformers
+
+    cls_name, sizes = FAMILY_CONFIGS[kind]
+    config = getattr(transformers, cls_name)(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0,
+                                             **{**sizes, **overrides})
+    torch.manual_seed(seed)
+    extra = {"attn_implementation": attn} if attn else {}
+    model = transformers.AutoModelForCausalLM.from_config(config, **extra)
+    _spread(model, seed)
+    return model.eval()

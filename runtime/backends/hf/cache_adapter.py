@@ -11,7 +11,10 @@ After the pass the buffers hold every position's keys and values, ready to be
 written back into the pool. :func:`forward` is the model call itself (the
 cache keyword, the 2-D attention mask, ``position_ids``, ``logits_to_keep``);
 :func:`probe_kv_shape`, :func:`logits_width` and :func:`max_positions` read
-the shapes the rest of the backend needs.
+the shapes the rest of the backend needs. The attention side (the shared-prefix
+"cascade" attention function registered through the attention interface)
+lives in :mod:`.cascade_attention`, the one other module that touches the
+transformers API.
 
 The rest of the runtime sees plain tensors.
 """
@@ -146,6 +149,7 @@ def forward(
     attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor,
     logits_to_keep: torch.Tensor,
+    cascade=None,
 ) -> torch.Tensor:
     """Logits of one forward pass of ``input_ids`` ``[rows, new]`` on top of
     the first ``cached`` positions of ``buffers`` (see :func:`build_cache`),
@@ -155,8 +159,12 @@ def forward(
     padding), or None when no row is padded (the model then keeps its causal
     fast path); ``position_ids`` are each row's true positions;
     ``logits_to_keep`` ``[rows, kept]`` picks the positions whose logits are
-    returned, ``[rows, kept, logits width]``."""
+    returned, ``[rows, kept, logits width]``. ``cascade``: a
+    :class:`~.cascade_attention.CascadeBatch` (the model switched by
+    :func:`~.cascade_attention.enable`), passed to every attention layer;
+    ``attention_mask`` is then None and the batch's own mask is its."""
     cache = build_cache(model.config, buffers, cached)
+    extra = {"ppl_cascade": cascade} if cascade is not None else {}
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -164,6 +172,7 @@ def forward(
         use_cache=True,
         logits_to_keep=logits_to_keep,
         **{cache_kw: cache},
+        **extra,
     )
     return out.logits
 

@@ -40,10 +40,15 @@ import torch
 from ppl.errors import ArgumentError, ForwardError
 
 from ...lm import LanguageModel
+from ...scheduler import model_lock
+from . import cascade_attention
 from . import model_runner as runner
 from .cache_adapter import cache_kwarg_name, logits_width, max_positions, probe_kv_shape
 from .devices import default_device, default_dtype
+from .families import check_family
 from .kv_trie import LRUEvictor, Pin, PrefixTrie, SlotPool, TrieNode
+from .shared_prefix import SharedPrefix
+from .tokenizer_text import TokenizerText
 from .vocab import vocab_tables
 
 __all__ = ["CachedTransformer", "LogprobCache"]
@@ -92,7 +97,7 @@ class LogprobCache:
             raise AssertionError("log-prob cache holds an evicted node")
 
 
-class CachedTransformer(LanguageModel):
+class CachedTransformer(TokenizerText, LanguageModel):
     """KV-cached batched next-token log-probabilities of a HF causal LM.
 
     Args:
@@ -108,6 +113,11 @@ class CachedTransformer(LanguageModel):
         vocab, vocab_bytes, eos_token_id, special_ids: override what is read
             from the tokenizer.
         logprob_cache_bytes: bound of the per-node last-token log-prob cache.
+        cascade: attend to the prefix all rows of a batch share once for all
+            rows (:mod:`.cascade_attention`, :mod:`.shared_prefix`). ``None``
+            (default): wherever the architecture supports it
+            (:attr:`cascade_reason` says why not); ``False``: never (the
+            plain path); ``True``: raise ``NotImplementedError`` if it cannot.
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class CachedTransformer(LanguageModel):
         eos_token_id: int | None = None,
         special_ids: Sequence[int] | None = None,
         logprob_cache_bytes: int = 64 << 20,
+        cascade: bool | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype if dtype is not None else default_dtype(self.device)
@@ -132,19 +143,21 @@ class CachedTransformer(LanguageModel):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "name_or_path", None) or type(model).__name__
+        check_family(self.model, self.name)  # exact through the cache, or refused here
         self._set_vocab(tokenizer, vocab, vocab_bytes, eos_token_id, special_ids)
         self._max_positions = max_positions(model)
         self._cache_kw = cache_kwarg_name(self.model)
 
         # memory (trie + slots), policy (LRU), execution (pool tensor, forward)
         self._slots = SlotPool()
-        self._trie = PrefixTrie(self._slots, on_evict=self._forget_node)
+        self._trie = PrefixTrie(self._slots, on_evict=self._forget_node, lock=model_lock(self))
         self._evictor = LRUEvictor()
         self.memory_budget_bytes = memory_budget_bytes
         self._kv = self._build_kv_pool()
         self._bytes_per_slot = self._kv.bytes_per_slot
         self.max_buffer_bytes = 256 << 20  # gather buffer kept up to this (or the pool's size)
         self._lp_cache = LogprobCache(logprob_cache_bytes)
+        self._set_cascade(cascade)
         self._tick = 0
         self._reset_counters()
 
@@ -177,6 +190,20 @@ class CachedTransformer(LanguageModel):
         if not 0 <= self.eos_token_id < len(self.vocab):
             raise ArgumentError(f"eos_token_id {self.eos_token_id} is outside the vocabulary")
 
+    def _set_cascade(self, cascade: bool | None) -> None:
+        """Choose the attention path for this model, explicitly (see ``cascade``)."""
+        self._shared = SharedPrefix()
+        reason = "disabled (cascade=False)" if cascade is False else cascade_attention.cascade_support(self.model)
+        if reason is None:
+            cascade_attention.enable(self.model)
+        elif cascade:
+            raise NotImplementedError(f"cascade attention is not available for {self.name!r}: {reason}")
+        self.cascade_reason = reason  # None: the cascade path is on
+
+    @property
+    def uses_cascade(self) -> bool:
+        return self.cascade_reason is None
+
     def _build_kv_pool(self) -> runner.KVPool:
         """The pool tensor, shaped by one probe pass of one token."""
         try:
@@ -190,42 +217,14 @@ class CachedTransformer(LanguageModel):
         return runner.KVPool(self._slots.capacity, n_layers, kv_heads, head_dim, kv_dtype, self.device)
 
     # ------------------------------------------------------------- protocol
-    def encode(self, text: str) -> list[int]:
-        if self.tokenizer is None:
-            raise ArgumentError(f"{self!r} has no tokenizer: encode() is unavailable")
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        """Token ids of ``prompt``, with the BOS token in front when the
-        tokenizer adds one. A prompt that encodes to nothing starts with BOS
-        (or, for models without one, EOS, as GPT-2 does) so that there is a
-        position to predict from."""
-        ids = self.encode(prompt) if prompt else []
-        tok = self.tokenizer
-        bos = getattr(tok, "bos_token_id", None) if tok is not None else None
-        if bos is not None and (not ids or ids[0] != bos):
-            with_special = tok.encode(prompt or "", add_special_tokens=True)
-            if with_special[:1] == [bos]:
-                ids = [bos] + ids
-        if not ids:
-            ids = [bos if bos is not None else self.eos_token_id]
-        return ids
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        special = self.special_ids
-        eos = self.eos_token_id
-        ids = [int(t) for t in token_ids if int(t) != eos and int(t) not in special]
-        if self.tokenizer is not None:
-            return self.tokenizer.decode(
-                ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-            )
-        return b"".join(self.vocab_bytes[i] for i in ids).decode("utf-8", errors="replace")
-
     def pin(self, prefix: Sequence[int]) -> Pin:
         """Keep the node of ``prefix`` and its ancestors from eviction while the
         returned object is alive. If ``prefix`` is not cached yet, the pin is
-        pending and attaches when a forward pass creates the node."""
-        return self._trie.pin(prefix)
+        pending and attaches when a forward pass creates the node. Takes the
+        model's lock (:func:`~ppl.runtime.scheduler.model_lock`): inferences in
+        other threads may be running batches on this model."""
+        with model_lock(self):
+            return self._trie.pin(prefix)
 
     def __repr__(self) -> str:
         return f"CachedTransformer({self.name!r}, device={self.device}, dtype={self.dtype})"
@@ -241,6 +240,8 @@ class CachedTransformer(LanguageModel):
             tokens_reused=0,
             cache_hits=0,
             evictions=0,
+            kv_bytes_copied=0,
+            cascade_passes=0,
         )
         self._rows_per_pass: list[int] = []
 
@@ -261,7 +262,10 @@ class CachedTransformer(LanguageModel):
         - ``evictions``: trie nodes evicted; ``nodes``: nodes held;
           ``bytes_held``: KV bytes those nodes hold; ``pool_bytes``: size of
           the pool tensor; ``buffer_bytes``: the gather buffer kept between
-          batches (the largest batch's keys and values);
+          batches (the largest batch's keys and values) plus the shared-prefix
+          buffer; ``kv_bytes_copied``: KV bytes copied (gathers, shared-prefix
+          builds, writes back); ``cascade_passes``: forward passes that took
+          the cascade path; ``shared_prefix_tokens``: length of the buffer;
           ``pinned_pending``: pins waiting for their prefix.
         """
         rows = self._rows_per_pass
@@ -271,7 +275,8 @@ class CachedTransformer(LanguageModel):
         d["nodes"] = self._trie.n_nodes
         d["bytes_held"] = self.bytes_held
         d["pool_bytes"] = self._kv.nbytes
-        d["buffer_bytes"] = self._kv.buffer_bytes
+        d["buffer_bytes"] = self._kv.buffer_bytes + self._shared.nbytes
+        d["shared_prefix_tokens"] = self._shared.depth
         d["logprob_cache_entries"] = len(self._lp_cache)
         d["pinned_pending"] = self._trie.pending_pins
         return d
@@ -335,15 +340,20 @@ class CachedTransformer(LanguageModel):
         (:mod:`.model_runner`)."""
         rows = runner.plan_rows(todo)
         runner.check_rows(rows, len(self.vocab), self._max_positions, self.name)
-        batch = runner.prepare_inputs(rows, self._trie, self._max_positions)
-        logits, buffers = runner.run_forward(self.model, self._cache_kw, self._kv, batch, self.name)
+        base, copied = self._shared.select(rows, self._trie, self._kv.tensor) if self.uses_cascade else (0, 0)
+        batch = runner.prepare_inputs(rows, self._trie, self._max_positions, base)
+        shared = self._shared.layers() if base else None
+        logits, buffers = runner.run_forward(self.model, self._cache_kw, self._kv, batch, self.name, shared)
         c = self._c
         c["forward_passes"] += 1
+        c["cascade_passes"] += bool(base)
+        c["kv_bytes_copied"] += copied + batch.idx.numel() * self._bytes_per_slot
         self._rows_per_pass.append(batch.R)
         c["tokens_computed"] += sum(batch.n)
         c["tokens_reused"] += sum(batch.s)
         answered, stored = runner.write_back(rows, batch, buffers, self._kv, self._slots, self._trie, tick)
         c["tokens_stored"] += stored
+        c["kv_bytes_copied"] += stored * self._bytes_per_slot
         lp = runner.kept_logprobs(logits, batch, len(self.vocab))
         single = len(batch.keep_sel) == 1
         k = 0
@@ -358,6 +368,7 @@ class CachedTransformer(LanguageModel):
 
     def _forget_node(self, node: TrieNode) -> None:
         self._lp_cache.forget(node)
+        self._shared.forget(node)
 
     def _maybe_evict(self) -> None:
         budget = self.memory_budget_bytes

@@ -19,14 +19,15 @@ cache, model runner):
   node, no walk up the path is needed.
 
 The memory invariants live here too: :meth:`PrefixTrie.check_integrity`
-checks them (tests call it after every batch).
-
-Nothing here touches the transformers cache API or runs the model.
+checks them (tests call it after every batch). Pins attach and release under
+the trie's ``lock`` (the model's lock: a release may come from the garbage
+collector on any thread). Nothing here touches transformers or runs the model.
 """
 
 from __future__ import annotations
 
 import heapq
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Callable, Iterable, Sequence
@@ -126,7 +127,8 @@ class Pin:
 
     def __init__(self, trie: "PrefixTrie", prefix: tuple[int, ...]):
         self._state = _PinState(prefix)
-        trie._acquire(self._state)
+        with trie.lock:
+            trie._acquire(self._state)
         # The finaliser holds the trie weakly: a pin must not keep a model alive.
         self._finalizer = weakref.finalize(self, _release_pin, weakref.ref(trie), self._state)
 
@@ -149,19 +151,19 @@ class Pin:
 def _release_pin(trie_ref: "weakref.ref[PrefixTrie]", state: _PinState) -> None:
     trie = trie_ref()
     if trie is not None:
-        trie._release(state)
+        with trie.lock:  # the garbage collector may run this on any thread
+            trie._release(state)
 
 
 class PrefixTrie:
-    """Prefix trie of token ids; each node owns one pool slot.
-
-    ``on_evict(node)`` is called for every node removed, so that the
-    execution side can drop what it keeps per node (e.g. cached log-probs).
-    """
+    """Prefix trie of token ids; each node owns one pool slot. ``on_evict(node)``
+    is called for every node removed, so that the execution side can drop
+    what it keeps per node (e.g. cached log-probs)."""
 
     def __init__(self, pool: SlotPool, *, index_size: int = 4096, path_cache_tokens: int = 1 << 21,
-                 on_evict: Callable[[TrieNode], None] | None = None) -> None:
+                 on_evict: Callable[[TrieNode], None] | None = None, lock=None) -> None:
         self.pool = pool
+        self.lock = lock or threading.RLock()  # pins attach/release under it
         self.root = TrieNode(-1, None, PAD_SLOT, 0)
         self.root.path = torch.empty(0, dtype=torch.long)
         self.n_nodes = 0
@@ -286,9 +288,9 @@ class PrefixTrie:
 
     # ------------------------------------------------------------------- pins
     def pin(self, prefix: Sequence[int]) -> Pin:
-        return Pin(self, tuple(int(t) for t in prefix))
+        return Pin(self, tuple(map(int, prefix)))
 
-    def _acquire(self, state: _PinState) -> None:
+    def _acquire(self, state: _PinState) -> None:  # called with self.lock held (Pin)
         prefix = state.prefix
         node = self.find(prefix) if prefix else self.root
         if node is not None:
@@ -313,7 +315,7 @@ class PrefixTrie:
             st.node = node
             node.pins += 1
 
-    def _release(self, state: _PinState) -> None:
+    def _release(self, state: _PinState) -> None:  # called with self.lock held (_release_pin)
         if state.released:
             return
         state.released = True

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -51,7 +52,16 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
 # --------------------------------------------------------------------------
-# Quiet loading
+# Quiet loading, with a word on stderr where the time goes
+
+
+def _say(message: str, *, terminal_only: bool = False) -> None:
+    """One progress line on stderr (``terminal_only``: only when stderr is a
+    terminal, for the routine messages a log file does not need)."""
+    stream = sys.stderr
+    if terminal_only and not (hasattr(stream, "isatty") and stream.isatty()):
+        return
+    print(message, file=stream, flush=True)
 
 
 @contextlib.contextmanager
@@ -216,6 +226,9 @@ def _load_gguf_cached(gguf: Path, name: str, dtype, info: dict):
     cached = _read_cache(folder, valid, dtype, info)
     if cached is not None:
         return cached
+    t0 = time.perf_counter()
+    _say(f"ppl: first use of {name}: dequantising {gguf.name} and caching the result "
+         "(about a minute on a small CPU; later loads read the cache in seconds) ...")
     try:
         # Dequantise in float32 (exact for Q4/Q8 blocks) and cache that; cast afterwards.
         model, tokenizer = _load_gguf(gguf, torch.float32)
@@ -229,6 +242,8 @@ def _load_gguf_cached(gguf: Path, name: str, dtype, info: dict):
     meta = {"format": CACHE_FORMAT, "key": key, "source": str(gguf), "name": name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _write_cache(model, tokenizer, folder, meta, valid, info)
+    where = f"; cached in {folder}" if info.get("cache_path") else ""
+    _say(f"ppl: {name} dequantised in {time.perf_counter() - t0:.0f} s{where}")
     return model, tokenizer
 
 
@@ -345,6 +360,9 @@ def load_hf(name_or_path: str | os.PathLike | None = None, *, device: Any = None
     dev = parse_device(device)
     dt = parse_dtype(dtype, dev)
     info: dict[str, Any] = {"cache_path": None, "cache_hit": False}
+    spec = None if name_or_path is None else os.fspath(name_or_path)
+    label = DEFAULT_MODEL_NAME if spec is None or str(spec).strip().lower() in DEFAULT_ALIASES else str(spec)
+    _say(f"ppl: loading {label} ({dev}, {dtype_name(dt)}) ...", terminal_only=True)
     model, tokenizer = _load_source(name_or_path, dt, info)
     try:
         model = _finish_model(model, dev, dt)
@@ -361,6 +379,7 @@ def load_hf(name_or_path: str | os.PathLike | None = None, *, device: Any = None
         eos_token_ids=_eos_ids(model, tokenizer),
         bos_token_id=getattr(tokenizer, "bos_token_id", None),
     )
+    _say(f"ppl: loaded {info.get('name', label)} in {info['load_seconds']:.1f} s", terminal_only=True)
     return model, tokenizer, info
 
 

@@ -9,8 +9,11 @@ order by :meth:`CachedTransformer._compute
 2. :func:`prepare_inputs`: the index, mask, position and logits-to-keep
    tensors of the batch (:class:`BatchInputs`), built without a per-token
    Python loop;
-3. :func:`run_forward`: gather every row's cached keys and values from the
-   :class:`KVPool` and run the model once (:mod:`.cache_adapter`);
+3. :func:`run_forward`: gather the rows' cached keys and values from the
+   :class:`KVPool` and run the model once (:mod:`.cache_adapter`). When the
+   rows share a prefix of ``base`` positions (:mod:`.shared_prefix`), only
+   the positions after it are gathered per row, and attention reads the
+   shared part once for all rows (:mod:`.cascade_attention`);
 4. :func:`write_back`: the new tokens' keys and values into fresh slots, and
    the trie grows (:mod:`.kv_trie`);
 5. :func:`kept_logprobs`: log-softmax of the kept positions, on the device.
@@ -45,6 +48,7 @@ import torch
 from ppl.errors import ArgumentError, ForwardError, TokenIdError
 
 from .cache_adapter import forward
+from .cascade_attention import CascadeBatch
 from .kv_trie import PAD_SLOT, PrefixTrie, SlotPool, TrieNode
 
 __all__ = [
@@ -79,7 +83,8 @@ class Row:
 class BatchInputs:
     """The tensors of one batch (CPU; moved to the device by :func:`run_forward`).
 
-    ``R`` rows, ``C`` cached and ``N`` new positions per row, ``P`` kept
+    ``R`` rows, a shared prefix of ``base`` positions (0: none), ``C``
+    cached positions per row after it and ``N`` new ones, ``P`` kept
     logits per row; ``s``, ``n``, ``write_from`` per row: cached positions
     reused, positions computed, and the first new position not yet in the
     trie (``c - s``). ``idx`` ``[R, C + N]``: the pool slot of each key
@@ -93,6 +98,7 @@ class BatchInputs:
     C: int
     N: int
     P: int
+    base: int
     s: list[int]
     n: list[int]
     write_from: list[int]
@@ -227,12 +233,16 @@ def _keep_positions(rows: Sequence[Row], n_t: torch.Tensor) -> tuple[int, torch.
     return P, torch.tensor(keep_rows, dtype=torch.long), keep_sel
 
 
-def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | None) -> BatchInputs:
-    """The tensors of the batch (see the module docstring for the layout)."""
+def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | None, base: int = 0) -> BatchInputs:
+    """The tensors of the batch (see the module docstring for the layout).
+
+    With ``base > 0`` the first ``base`` positions of every row are the
+    shared prefix (:mod:`.shared_prefix`): ``idx`` then gathers only the
+    rows' own cached positions ``base .. s_r - 1``, and ``C`` counts those."""
     R = len(rows)
     s_list = [r.s for r in rows]
     n_list = [len(r.target) - r.s for r in rows]
-    C, N = max(s_list), max(n_list)
+    C, N = max(s_list) - base, max(n_list)
     s_t, n_t = torch.tensor(s_list), torch.tensor(n_list)
     cols_n = torch.arange(N)
     mask_n = cols_n[None, :] < n_t[:, None]  # [R, N] real new positions
@@ -243,49 +253,60 @@ def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | N
         positions.clamp_(max=max_positions - 1)
     idx = torch.full((R, C + N), PAD_SLOT, dtype=torch.long)  # pool slot per position
     if C > 0:
-        mask_c = torch.arange(C)[None, :] >= (C - s_t)[:, None]  # [R, C] real cached
+        mask_c = torch.arange(C)[None, :] >= (C - s_t + base)[:, None]  # [R, C] real cached
         paths = []
         for r in rows:
             path = trie.path_slots(r.node)
-            paths.append(path if r.s == r.c else path[: r.s])
+            paths.append(path[base:] if r.s == r.c else path[base : r.s])
         idx[:, :C][mask_c] = torch.cat(paths)
         attn = torch.cat([mask_c, mask_n], dim=1)
     else:
         attn = mask_n
     # Without padding, pass no mask: the model then uses its causal fast
     # path (and SDPA's native grouped-query attention, no repeated KV).
-    padded = min(s_list) != C or min(n_list) != N
+    padded = min(s_list) - base != C or min(n_list) != N
     P, keep, keep_sel = _keep_positions(rows, n_t)
     return BatchInputs(
-        R=R, C=C, N=N, P=P, s=s_list, n=n_list, write_from=[r.c - r.s for r in rows],
+        R=R, C=C, N=N, P=P, base=base, s=s_list, n=n_list, write_from=[r.c - r.s for r in rows],
         ids=ids, positions=positions, idx=idx, attn=attn if padded else None,
         mask_n=mask_n, keep=keep, keep_sel=keep_sel,
     )
 
 
 # --------------------------------------------------------------- 3. forward
-def run_forward(model, cache_kw: str, kv: KVPool, batch: BatchInputs, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def run_forward(model, cache_kw: str, kv: KVPool, batch: BatchInputs, name: str,
+                shared: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits [R, P, width], buffers [R, C + N, layers, k|v, H, D])``: the
     rows' cached KV gathered from ``kv``, one forward pass that fills in the
-    new positions. A failing pass raises :class:`~ppl.errors.ForwardError`
-    naming the batch shape (``NotImplementedError`` passes through)."""
+    new positions. With ``shared`` (per layer ``(K_S, V_S)`` of the first
+    ``batch.base`` positions, :mod:`.shared_prefix`), attention runs the
+    cascade path (:mod:`.cascade_attention`) over it and the rows' own part.
+    A failing pass raises :class:`~ppl.errors.ForwardError` naming the batch
+    shape (``NotImplementedError`` passes through)."""
     dev = kv.device
     try:
         with torch.inference_mode():
             buffers = kv.gather(batch.idx)
+            cascade = None
+            if shared is not None:
+                own = torch.tensor(batch.s, device=dev) - batch.base
+                cascade = CascadeBatch(shared, own, batch.C, batch.N)
+            attn = batch.attn if cascade is None else None
             logits = forward(
                 model, cache_kw, buffers, batch.C,
                 input_ids=batch.ids.to(dev),
-                attention_mask=batch.attn.to(dev, torch.long) if batch.attn is not None else None,
+                attention_mask=attn.to(dev, torch.long) if attn is not None else None,
                 position_ids=batch.positions.to(dev),
                 logits_to_keep=batch.keep.to(dev),
+                cascade=cascade,
             )
     except NotImplementedError:
         raise
     except Exception as exc:
         raise ForwardError(
             f"forward pass of {name!r} failed for a batch of {batch.R} rows "
-            f"({batch.C} cached + {batch.N} new positions per row): {type(exc).__name__}: {exc}"
+            f"({f'{batch.base} shared + ' if batch.base else ''}{batch.C} cached + {batch.N} new positions per row): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     return logits, buffers
 
