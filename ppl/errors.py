@@ -21,7 +21,9 @@ derive from the builtin they refine (``ValueError``, ``TypeError``,
     │   ├── ForwardError           the model's forward pass raised
     │   ├── TokenIdError           a token id outside the vocabulary
     │   ├── ModelLoadError         a model or tokenizer could not be loaded
-    │   │   └── ModelNotInstalledError   the default model's package is missing
+    │   │   ├── ModelNotInstalledError   the default model's package is missing
+    │   │   ├── BackendNotInstalledError the engine a backend runs on is not installed (vLLM)
+    │   │   └── UnsupportedFamilyError   a model family the KV cache cannot serve exactly
     │   └── WorkerError            a worker process of a map failed (e.g. could not load the model)
     ├── UsageError                 bad command-line input (exit status 2)
     └── DSLError (ppl.dsl.errors)  a located error in a .steer program
@@ -90,6 +92,15 @@ class ModelLoadError(BackendError):
 
 class ModelNotInstalledError(ModelLoadError):
     """The package that ships the default model is not installed."""
+
+
+class BackendNotInstalledError(ModelLoadError):
+    """The engine a backend runs on (for example vLLM) is not installed."""
+
+
+class UnsupportedFamilyError(ModelLoadError, NotImplementedError):
+    """The model's family or configuration is not exact through the KV cache
+    (sliding-window layers, say, or a family not tested): refused at load time."""
 
 
 class WorkerError(BackendError):

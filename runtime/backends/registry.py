@@ -33,6 +33,7 @@ BACKEND_MODULES: dict[str, tuple[str, str]] = {
     # name: (module that registers it, one-line summary for help texts)
     "hf": ("ppl.runtime.backends.hf", "Hugging Face transformers causal LMs, KV-cached in a prefix trie (the default)"),
     "toy": ("ppl.runtime.backends.toy", "a model given by a Python function, for exactly solvable tests"),
+    "vllm": ("ppl.runtime.backends.vllm", "a vLLM engine: large models, tensor parallelism (needs vLLM installed)"),
 }
 """Shipped backends: ``name -> (module, summary)``. Importing the module
 registers the backend."""

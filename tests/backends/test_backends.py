@@ -116,3 +116,16 @@ def test_cached_transformer_satisfies_the_protocol():
     assert lm.name == "tiny-gpt2" and lm.eos_token_id in lm.special_ids and lm.tokenizer is not None
     pin = lm.pin((1, 2))
     assert pin is not None and not pin.attached
+
+
+def test_vllm_backend_without_vllm_says_how_to_install_it():
+    import importlib.util
+
+    from ppl.errors import BackendNotInstalledError, ModelLoadError
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here; tests/vllm_backend covers the backend")
+    assert "vllm" in available_backends()
+    with pytest.raises(BackendNotInstalledError, match="bootstrap-vllm.sh") as info:
+        load_lm("some/folder", backend="vllm")
+    assert isinstance(info.value, ModelLoadError) and "\n" not in str(info.value)
