@@ -52,13 +52,15 @@ from .errors import (
     WorkerError,
 )
 from .mapping import map, map_async  # noqa: A004 - ppl.map maps a program over inputs
+from .evaluation import evaluate
 from .model import Model
-from .primitives import condition, factor, observe, sample, twist
+from .primitives import apply_potential, condition, factor, intervene, observe, sample, step, twist
 from .program import ProgramModel, program
 from .runtime import InferenceResult, LanguageModel
 from .runtime.backends import ToyLM
 from .runtime.inference import importance_sampling, infer, smc_standard, smc_steer
 from .runtime.many import RunOutcome, run_seed
+from .submodel import Submodel, call
 
 __version__ = "0.1.0"
 
@@ -115,6 +117,11 @@ __all__ = [
     "observe",
     "program",
     "sample",
+    "step",
+    "apply_potential",
+    "intervene",
+    "call",
+    "Submodel",
     "twist",
     "ModelError",
     "NestedEventLoopError",
@@ -132,6 +139,7 @@ __all__ = [
     "lacks",
     "load_lm",
     "map",
+    "evaluate",
     "map_async",
     "run_seed",
     "smc_standard",

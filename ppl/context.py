@@ -25,7 +25,12 @@ import numpy as np
 from .constraints.sequence import ConstraintError, ConstraintState, SequenceConstraint
 from .distributions import NextToken, TextContinuation, Token
 from .errors import ArgumentError, ModelError
-from .primitives import observe
+from .primitives import observe, sample, step
+
+
+def _check_max_tokens(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ArgumentError(f"{where}(): max_tokens must be an integer >= 1, got {value!r}")
 
 
 class LMContext:
@@ -35,6 +40,9 @@ class LMContext:
     - ``ctx.next_token().where(constraint)``: the same, conditioned on a
       token-level constraint;
     - ``await ctx.observe_text(text)``: observe a whole string, token by token;
+    - ``await ctx.sample_until(stop)`` / ``await ctx.sample_word()``: draw
+      tokens up to a stop string / one word, in one step;
+    - ``ctx.next_token(temperature=T)``: the same target, tempered draws;
     - ``ctx.text`` / ``ctx.token_ids``: what has been generated (prompt excluded);
     - ``ctx.prefix_ids``: prompt and generated ids, as sent to the model;
     - ``constraint=`` / ``ctx.constrain(c)``: restrict the generated text to a
@@ -106,13 +114,14 @@ class LMContext:
         return len(self._ids) - self._n_prompt
 
     def _append(self, token_id: int) -> None:
-        if not 0 <= token_id < self.lm.vocab_size:
+        lm, ids = self.lm, self._ids
+        if not 0 <= token_id < len(lm.vocab):
             raise ModelError(
                 f"token id {token_id} is outside the vocabulary (size {self.lm.vocab_size})"
             )
-        if self.finished:
+        if len(ids) > self._n_prompt and ids[-1] == lm.eos_token_id:
             raise ModelError(f"cannot extend a context that already ended with EOS: {self!r}")
-        self._set(self._ids + (token_id,))
+        self._set(ids + (token_id,))
         if self._state is not None:
             self._state = self._state.advance(token_id)
 
@@ -170,11 +179,15 @@ class LMContext:
         return self._state is None or not self._state.dead
 
     # -- the language -----------------------------------------------------------
-    def next_token(self) -> NextToken:
-        """The next-token distribution of this context."""
-        if self.finished:
+    def next_token(self, temperature: float = 1.0) -> NextToken:
+        """The next-token distribution of this context. With a ``temperature``
+        other than 1 the target is the same, but a ``sample`` draws from the
+        tempered distribution ``q ∝ p^(1/T)`` and weighs by ``p(x)/q(x)``
+        (see :mod:`ppl.distributions.next_token`)."""
+        ids = self._ids
+        if len(ids) > self._n_prompt and ids[-1] == self.lm.eos_token_id:
             raise ModelError(f"context already ended with EOS, there is no next token: {self!r}")
-        return NextToken(self)
+        return NextToken(self) if temperature == 1.0 else NextToken(self).tempered(temperature)
 
     async def observe_text(self, text: str) -> float:
         """Observe ``text``, one token after another (the model's own
@@ -184,13 +197,61 @@ class LMContext:
         ``await ppl.observe(TextContinuation(ctx), text)``."""
         return await observe(TextContinuation(self), text)
 
+    async def sample_until(self, stop, max_tokens: int = 64, where=None) -> str:
+        """Draw tokens (``ppl.sample(ctx.next_token())``, ``.where(where)`` if
+        given) until the text drawn by this call contains ``stop`` (a string,
+        or any of several), EOS is drawn, or ``max_tokens`` tokens were drawn;
+        returns that text (the token that completes ``stop`` is kept whole, so
+        text may follow the stop). All the draws are one step, in every
+        program form (an ``async with ppl.step()`` block); the target is the
+        model's own distribution (times ``where``'s masses)."""
+        stops = (stop,) if isinstance(stop, str) else tuple(stop)
+        if not stops or not all(isinstance(s, str) and s for s in stops):
+            raise ArgumentError(f"sample_until() needs a non-empty stop string (or several), got {stop!r}")
+        _check_max_tokens(max_tokens, "sample_until")
+        start = len(self._ids)
+        async with step():
+            for _ in range(max_tokens):
+                dist = self.next_token() if where is None else self.next_token().where(where)
+                tok = await sample(dist)
+                if tok.is_eos or any(s in self.lm.decode(self._ids[start:]) for s in stops):
+                    break
+        return self.lm.decode(self._ids[start:])
+
+    async def sample_word(self, max_tokens: int = 8) -> str:
+        """Draw the next word: tokens until a token that begins with
+        whitespace follows some non-space text, or EOS, or ``max_tokens``
+        tokens. Returns the word (its leading whitespace and trailing
+        punctuation included, e.g. ``" cat."``). The token that ended the word
+        is the first token of the next one: it is already in the context, and
+        the next ``sample_word()`` starts with it. One step, in every program
+        form; every token is drawn from the model, so the target is the
+        model's own distribution."""
+        _check_max_tokens(max_tokens, "sample_word")
+        mark = getattr(self, "_word_mark", None)
+        start = mark[0] if mark is not None and mark[1] is self._ids else len(self._ids)
+        async with step():
+            for _ in range(max_tokens):
+                before = self.lm.decode(self._ids[start:])
+                tok = await sample(self.next_token())
+                if tok.is_eos:
+                    break
+                if before.strip() and tok.text[:1].isspace():
+                    self._word_mark = (len(self._ids) - 1, self._ids)
+                    return before
+        self._word_mark = None
+        return self.lm.decode(self._ids[start:])
+
     def __repr__(self) -> str:
-        """Short enough for an error message: the prompt's start (40
-        characters) and the generated text's end (60)."""
-        prompt, text = self.prompt, self.text
-        if len(prompt) > 40:
-            prompt = prompt[:37] + "..."
-        if len(text) > 60:
-            text = "..." + text[-57:]
+        """Short enough for an error message, however long the context: the
+        prompt's start (32 characters) and the generated text's end (48),
+        with the token counts of both: ``<LMContext 'The' + ' end' (1+1 tokens)>``."""
+        prompt, text = self.prompt, self.lm.decode(self._ids[self._n_prompt:][-64:])
+        if len(prompt) > 32:
+            prompt = prompt[:29] + "..."
+        if len(text) > 48 or len(self) > 64:
+            text = "..." + text[-45:]
         tail = f" with {', '.join(map(repr, self.constraints))}" if self.constraints else ""
-        return f"<LMContext {prompt!r} + {text!r}{tail}>"
+        if len(tail) > 64:
+            tail = tail[:61] + "..."
+        return f"<LMContext {prompt!r} + {text!r} ({self._n_prompt}+{len(self)} tokens){tail}>"

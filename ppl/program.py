@@ -24,16 +24,34 @@ resampling, as it would in a class's ``step()``. The
 function's return value is the particle's ``value``; returning finishes the
 particle.
 
+**Step groups.** ``async with ppl.step():`` puts every primitive inside the
+block into one step: the boundary comes before the block (if the step
+already had a token), never inside it. A class's ``step()`` that samples
+from one context and observes the same token on another is, as a function,
+one ``ppl.step()`` block around the two primitives.
+
 **Cloning by replay.** A suspended coroutine cannot be copied, so a clone
 calls the function afresh and *replays* the parent's trace: every primitive
 returns the value the parent recorded, without consulting the model, the
 random generator or the weights, until the clone reaches the parent's point.
 Programs must therefore be deterministic given their sampled values (no
 ``random``, no clocks, no mutation of shared arguments). A replay that calls
-a different primitive, on a different distribution, or a ``factor`` with a
-different value than the parent did raises :class:`~ppl.errors.ModelError`.
-Replay costs time proportional to the trace, paid only by new clones;
-surviving particles keep running.
+a different primitive, on a different distribution, or a ``factor`` (or an
+``intervene``) with a different value than the parent did raises
+:class:`~ppl.errors.ModelError`.
+
+Replay costs time proportional to the trace, paid only by new clones
+(surviving particles keep running), and is kept cheap: the trace is shared
+with the parent, not copied (a clone copies the recorded prefix only when it
+first records a site of its own, one C-level slice), and while replaying the
+module-level primitives take a fast path (:meth:`ProgramModel._replay_site`)
+that builds no :class:`~ppl.model.Site`, passes no step boundary and only
+compares the signature and commits the recorded value. A clone still runs
+the function's own code from the start: with expansion ``K > 1`` the
+total replay work of a run of ``T`` tokens grows like ``N (K-1) T^2 / 2``
+sites (every discarded candidate is a coroutine that ran all ``t`` sites
+before it), which no scheme without copying a coroutine frame avoids; the
+class and ``.steer`` forms clone in constant time.
 
 Record and replay are one override of the primitives' hook,
 :meth:`ProgramModel._site` (the ``trace`` and ``replay`` handlers of an
@@ -49,6 +67,7 @@ import functools
 import inspect
 from typing import Any, Callable, NamedTuple
 
+from .context import LMContext
 from .errors import ArgumentTypeError, ModelError
 from .model import Model, Site
 from .running import BOUNDARY, ParticleDied, running
@@ -68,8 +87,8 @@ class TraceEntry(NamedTuple):
     value: Any
 
 
-def _signature(site: Site) -> tuple:
-    return site.dist.signature() if site.dist is not None else ()
+def _signature(dist) -> tuple:
+    return dist.signature() if dist is not None else ()
 
 
 class ProgramModel(Model):
@@ -81,23 +100,41 @@ class ProgramModel(Model):
         self.program_name = fn.__name__
         self.value: Any = None
         self._trace: list[TraceEntry] = []
+        self._n = 0  # this particle's trace is self._trace[:self._n]
+        self._owns_trace = True  # False while the list is shared with a parent
         self._coro = None
         self._replay_to = 0  # trace entries to replay before running live
         self._pos = 0  # next trace entry during replay
+        self._replaying = False  # self._pos < self._replay_to
         self._token_in_step = False  # a token primitive already ran this step
+        self._group = 0  # depth of `async with ppl.step()` blocks now open
 
     # -- cloning ---------------------------------------------------------------
     def clone(self) -> "ProgramModel":
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        new._trace = list(self._trace)
+        new._owns_trace = False  # shares self._trace[:self._n]; copied on first record
         new._coro = None
-        new._replay_to = len(self._trace) if self._started and not self.done else 0
+        new._replay_to = self._n if self._started and not self.done else 0
         new._pos = 0
-        # the parent is suspended before a token primitive, after the one of
-        # its last step: the replay stops at the same place
+        new._replaying = False
+        # the parent is suspended before a token primitive (or a step block),
+        # after the one of its last step: the replay stops at the same place
         new._token_in_step = True
+        new._group = 0
         return new
+
+    @property
+    def trace(self) -> list[TraceEntry]:
+        """The sites this particle has made so far (recorded or replayed)."""
+        return self._trace[: self._n]
+
+    def _record(self, entry: TraceEntry) -> None:
+        if not self._owns_trace:
+            self._trace = self._trace[: self._n]
+            self._owns_trace = True
+        self._trace.append(entry)
+        self._n += 1
 
     # -- driving the coroutine ----------------------------------------------------
     async def advance(self, rng) -> None:
@@ -106,16 +143,7 @@ class ProgramModel(Model):
         with running(self, rng):
             try:
                 if self._coro is None:
-                    self._coro = self._fn(*self._args, **self._kwargs)
-                    self._started = True
-                    if self._replay_to:
-                        await self._run_until_boundary()
-                        if self._pos != self._replay_to:
-                            raise ModelError(
-                                f"replay of {self.program_name} ended after {self._pos} of "
-                                f"{self._replay_to} recorded primitives; programs must be "
-                                "deterministic given their sampled values"
-                            )
+                    await self._start()
                 self._steps += 1
                 self._token_in_step = False
                 await self._run_until_boundary()
@@ -125,6 +153,21 @@ class ProgramModel(Model):
             except BaseException:
                 self._close()
                 raise
+
+    async def _start(self) -> None:
+        """Create the coroutine and, in a clone, replay it to its parent's point."""
+        self._coro = self._fn(*self._args, **self._kwargs)
+        self._started = True
+        if self._replay_to:
+            self._n = self._replay_to
+            self._replaying = True
+            await self._run_until_boundary()
+            if self._pos != self._replay_to:
+                raise ModelError(
+                    f"replay of {self.program_name} ended after {self._pos} of "
+                    f"{self._replay_to} recorded primitives; programs must be "
+                    "deterministic given their sampled values"
+                )
 
     async def _run_until_boundary(self) -> None:
         """Run the coroutine until it reaches a step boundary or returns,
@@ -164,6 +207,8 @@ class ProgramModel(Model):
     def _at_token_site(self) -> bool:
         if self._pos < self._replay_to:
             return False  # pass through the boundaries the parent already passed
+        if self._group:
+            return False  # inside a step block: one step
         if self._token_in_step:
             return True
         self._token_in_step = True
@@ -172,36 +217,58 @@ class ProgramModel(Model):
     def _resumed_at_token_site(self) -> None:
         self._token_in_step = True
 
+    def _open_group(self) -> None:
+        self._group += 1
+
+    def _close_group(self) -> None:
+        self._group -= 1
+
     # -- the hook: record when live, replay when cloning -------------------------------
     async def _site(self, site: Site) -> Any:
-        if self._pos < self._replay_to:
-            return self._replay(site)
+        if self._replaying:
+            return self._replay_site(site.kind, site.dist, site.value)
         result = await super()._site(site)
         recorded = site.value if site.kind in _SCORED else result
-        self._trace.append(TraceEntry(site.kind, _signature(site), recorded))
+        self._record(TraceEntry(site.kind, _signature(site.dist), recorded))
         return result
 
-    def _replay(self, site: Site) -> Any:
-        """Check ``site`` against the trace and answer it from the recording:
+    def _replay_site(self, kind: str, dist=None, value: Any = None) -> Any:
+        """Check a site against the trace and answer it from the recording:
         the parent's sampled value, or its observed log-probability. Weights
-        are not touched (the clone copied the parent's)."""
-        entry = self._trace[self._pos]
-        signature = _signature(site)
-        scored = site.kind in _SCORED
-        if entry.kind != site.kind or entry.signature != signature or (scored and entry.value != site.value):
+        are not touched (the clone copied the parent's). The module-level
+        primitives call this directly while ``_replaying`` (no ``Site``, no
+        step boundary)."""
+        pos = self._pos
+        entry = self._trace[pos]
+        signature = dist.signature() if dist is not None else ()
+        scored = kind in _SCORED
+        diverged = entry.kind != kind or entry.signature != signature or (scored and entry.value != value)
+        if diverged or (kind == "intervene" and _differs(entry.value, value)):
             raise ModelError(
-                f"replay of {self.program_name} diverged at primitive #{self._pos + 1}: "
+                f"replay of {self.program_name} diverged at primitive #{pos + 1}: "
                 f"the original run called {entry.kind}{entry.signature} "
-                f"(value {entry.value!r}), the replay called {site.kind}{signature}"
-                + (f" (value {site.value!r})" if scored else "")
+                f"(value {entry.value!r}), the replay called {kind}{signature}"
+                + (f" (value {value!r})" if scored or kind == "intervene" else "")
                 + "; programs must be deterministic given their sampled values"
             )
-        self._pos += 1
-        if site.kind == "sample":
-            site.dist._commit(entry.value)
-        elif site.kind == "observe":
-            site.dist._commit(site.value)
-        return None if scored else entry.value
+        self._pos = pos = pos + 1
+        if pos == self._replay_to:
+            self._replaying = False
+        if scored:
+            return None
+        context = getattr(dist, "context", None)
+        if isinstance(context, LMContext):
+            self._display_context = context  # as a live site records it (Model._site)
+        dist._commit(entry.value if kind == "sample" else value)
+        return entry.value
+
+    # -- called as a submodel ------------------------------------------------------
+    def _as_submodel(self, where: str):
+        """A fresh run of this program's body (its function called on its
+        arguments), to run inline on the calling particle
+        (``ppl.call(fn(args))``, :mod:`ppl.submodel`); this particle's own
+        state is neither used nor changed."""
+        return self._fn(*self._args, **self._kwargs)
 
     # -- results -------------------------------------------------------------------
     def result_key(self):
@@ -211,8 +278,17 @@ class ProgramModel(Model):
         return str(self.value) if self.done else f"<{self.program_name} running>"
 
     def __repr__(self) -> str:
-        state = f"value={self.value!r}" if self.done else f"{len(self._trace)} primitives"
+        state = f"value={self.value!r}" if self.done else f"{self._n} primitives"
         return f"<{self.program_name} particle, {state}, log_weight={self.log_weight:.4g}>"
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two forced values differ (values that cannot be compared to a
+    truth value, like arrays, are not checked)."""
+    try:
+        return not bool(a == b)
+    except Exception:  # noqa: BLE001 - an uncomparable value is not a divergence
+        return False
 
 
 def program(fn: Callable) -> Callable[..., ProgramModel]:

@@ -127,13 +127,15 @@ def _programs_in(module) -> dict[str, Any]:
     return found
 
 
-def _load_steer(path: Path, max_steps: int | None):
+def _load_steer(path: Path, max_steps: int | None, time_limit: float | None = None):
     from .dsl import DEFAULT_MAX_STEPS, DSLError, load
 
     try:
-        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS)
+        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS, time_limit=time_limit)
     except DSLError as exc:
         raise ProgramFailed(str(exc)) from None
+    except ArgumentError as exc:  # a bad limit
+        raise UsageError(str(exc)) from None
 
 
 def import_extensions(names: list[str]) -> None:
@@ -155,15 +157,20 @@ def import_extensions(names: list[str]) -> None:
             raise ProgramFailed(f"--import {name}: importing it raised {type(exc).__name__}: {exc}") from exc
 
 
-def find_program(spec: str, max_steps: int | None = None) -> tuple[Path, str, Any, Any]:
-    """``file.steer``, ``file.py`` or ``file.py:name`` -> (path, name, program, module)."""
+def find_program(spec: str, max_steps: int | None = None,
+                 time_limit: float | None = None) -> tuple[Path, str, Any, Any]:
+    """``file.steer``, ``file.py`` or ``file.py:name`` -> (path, name, program, module).
+    ``max_steps`` and ``time_limit`` are the budgets of a ``.steer`` program
+    (``time_limit`` is refused for Python programs, which have no such clock)."""
     path_text, _, name = spec.partition(":") if ":" in Path(spec).name else (spec, "", "")
     path = Path(path_text)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     if path.suffix == ".steer":
-        program = _load_steer(path, max_steps)
+        program = _load_steer(path, max_steps, time_limit)
         return path, program.name, program, None
+    if time_limit is not None:
+        raise UsageError(f"{path}: --time-limit applies to .steer programs only")
     if path.suffix != ".py":
         raise UsageError(f"{path}: expected a .steer program or a Python file (.py) holding one")
     try:

@@ -35,6 +35,7 @@ __all__ = [
     "ParticleDied",
     "Running",
     "current",
+    "current_or_none",
     "current_particle",
     "current_rng",
     "running",
@@ -57,6 +58,10 @@ class Running:
 
 
 _running: contextvars.ContextVar[Running | None] = contextvars.ContextVar("ppl_running", default=None)
+
+
+#: ``current_or_none()``: the running record or ``None``, without a check (a hot path)
+current_or_none = _running.get
 
 
 def current() -> Running | None:

@@ -19,7 +19,35 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ppl.errors import ArgumentError
+
 from .scheduler import current_scheduler
+
+ROLES = ("system", "user", "assistant")
+
+
+def chat_messages(messages, system: str | None = None) -> list[dict]:
+    """``messages`` as a checked list of ``{"role", "content"}`` dicts: a
+    string is one user message; ``system`` is put first as the system
+    message. ``ArgumentError`` naming the bad message otherwise."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if not isinstance(messages, (list, tuple)):
+        raise ArgumentError(f"chat messages must be a string or a list of {{'role', 'content'}} dicts, "
+                            f"got {type(messages).__name__}")
+    out = [] if system is None else [{"role": "system", "content": system}]
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ArgumentError(
+                f"chat message #{i + 1} must be a dict with 'role' (one of {', '.join(ROLES)}) and "
+                f"'content' (a string), got {m!r}"
+            )
+        out.append({"role": m["role"], "content": m["content"]})
+    if system is not None and any(m["role"] == "system" for m in out[1:]):
+        raise ArgumentError("system= was given and the messages have a system message too: give one")
+    if not out:
+        raise ArgumentError("chat messages are empty: give at least one message")
+    return out
 
 
 class LanguageModel(ABC):
@@ -49,7 +77,12 @@ class LanguageModel(ABC):
       ``None``;
     - :meth:`pin`: keep a prefix cached while a context uses it (default: no
       cache, returns ``None``);
-    - :meth:`prompt_ids` and :meth:`stats` (defaults: ``encode``, ``{}``).
+    - :meth:`prompt_ids` and :meth:`stats` (defaults: ``encode``, ``{}``);
+    - :meth:`apply_chat_template`: chat messages as the model's prompt text
+      (default: the Hugging Face tokenizer's chat template; a model without
+      one raises :class:`~ppl.errors.ArgumentError` naming the model) and
+      :meth:`chat_prompt_ids`, that text's token ids (default: ``encode``,
+      no BOS added: the template writes its own special tokens).
     """
 
     vocab: list[str]
@@ -106,7 +139,7 @@ class LanguageModel(ABC):
         blocked on the model, and is then answered in one batch with all the
         others; outside one it is answered at once.
         """
-        prefix = tuple(int(t) for t in token_ids)
+        prefix = tuple(map(int, token_ids))
         scheduler = current_scheduler()
         if scheduler is None:
             return self.batch_next_token_logprobs([prefix])[0]
@@ -116,17 +149,68 @@ class LanguageModel(ABC):
         self, prefixes: Sequence[Sequence[int]]
     ) -> list[np.ndarray]:
         """``log p(. | prefix)`` for several prefixes, sent in one batch."""
-        rows = [tuple(int(t) for t in p) for p in prefixes]
+        rows = [tuple(map(int, p)) for p in prefixes]
         scheduler = current_scheduler()
         if scheduler is None:
             return self.batch_next_token_logprobs(rows)
         return await scheduler.request_many(self, rows)
 
+    #: set by :meth:`use_chat`: ``{"system": ...}`` while plain prompts become chat prompts
+    chat_defaults: dict | None = None
+
     def context(self, prompt: str = "", **kwargs):
-        """A fresh :class:`ppl.LMContext` on this model, starting from ``prompt``."""
+        """A fresh :class:`ppl.LMContext` on this model, starting from ``prompt``
+        (after :meth:`use_chat`, a non-empty ``prompt`` is a user message under
+        the chat template, as :meth:`chat` builds it)."""
         from ppl.context import LMContext  # the language layer builds contexts
 
+        if self.chat_defaults is not None and prompt and "prompt_ids" not in kwargs:
+            return self.chat(prompt, **self.chat_defaults, **kwargs)
         return LMContext(self, prompt, **kwargs)
+
+    def use_chat(self, enabled: bool = True, system: str | None = None) -> None:
+        """Make every later ``lm.context(prompt)`` with a non-empty prompt a
+        chat prompt: ``lm.chat(prompt, system=system)`` (what ``ppl run --chat``
+        is for: gallery programs written with plain prompts then talk to an
+        instruction-tuned model as it expects). ``enabled=False`` turns it off.
+        Checks at once that the model has a chat template."""
+        if not enabled:
+            self.chat_defaults = None
+            return
+        self.apply_chat_template(chat_messages("", system))  # a model without one fails here
+        self.chat_defaults = {"system": system}
+
+    def apply_chat_template(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text of chat ``messages`` (checked ``{"role", "content"}``
+        dicts) under this model's chat template, ending with the assistant
+        turn's opening when ``add_generation_prompt``. Default: the Hugging
+        Face tokenizer's ``apply_chat_template``."""
+        tok = self.tokenizer
+        if tok is None or not getattr(tok, "chat_template", None):
+            raise ArgumentError(
+                f"{self.name} has no chat template, so lm.chat() cannot build a prompt: use an "
+                "instruction-tuned (chat) model, or lm.context(prompt) with a plain-text prompt"
+            )
+        return tok.apply_chat_template(list(messages), tokenize=False,
+                                       add_generation_prompt=add_generation_prompt)
+
+    def chat_prompt_ids(self, text: str) -> list[int]:
+        """Token ids of a templated chat prompt (``encode``: the template
+        already holds its special tokens, BOS included where it has one)."""
+        return self.encode(text)
+
+    def chat(self, messages, system: str | None = None, add_generation_prompt: bool = True, **kwargs):
+        """A fresh :class:`ppl.LMContext` whose prompt is chat ``messages`` (a
+        string: one user message; or a list of ``{"role", "content"}`` dicts)
+        under the model's chat template, after a ``system`` message if given;
+        with ``add_generation_prompt`` the prompt ends where the assistant's
+        reply begins, so what the context generates is that reply. ``kwargs``
+        go to the context (``constraint=``)."""
+        text = self.apply_chat_template(chat_messages(messages, system),
+                                        add_generation_prompt=add_generation_prompt)
+        from ppl.context import LMContext
+
+        return LMContext(self, text, prompt_ids=self.chat_prompt_ids(text), **kwargs)
 
     def stats(self) -> dict:
         """Counters of work done (backends with caches report more)."""

@@ -16,6 +16,7 @@ from .resampling import Weights
 
 ALL_DIED = "all particles died"
 OK = "ok"
+MAX_STEPS = "max_steps"
 
 
 def _default_key(particle):
@@ -72,7 +73,15 @@ class InferenceResult:
       ``Z``; ``-inf`` when every particle died;
     - ``ess``: effective sample size after each step, before any resampling;
     - ``resampled_at``: the steps after which the population was resampled;
-    - ``status``: ``"ok"`` or ``"all particles died"``;
+    - ``status``: ``"ok"`` (every particle finished, some alive),
+      ``"all particles died"``, or ``"max_steps"`` (the run stopped at its
+      step limit with ``n_unfinished`` particles still running: their
+      weights, and ``log_Z``, are those of the intermediate target reached);
+      :meth:`describe_status` says it in words;
+    - ``last_alive_step``, ``last_alive_texts``: when every particle died,
+      the last step after which a particle was still alive (``0``: before
+      the first step; the last live particle died at the next step) and the
+      texts of that population's live particles; ``None`` and ``[]`` otherwise;
     - ``stats``: the scheduler's and the language models' counters;
     - ``history``: per-step records when run with ``history=True`` (see
       :mod:`ppl.runtime.observers`), else ``None``.
@@ -88,13 +97,36 @@ class InferenceResult:
     stats: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     history: list | None = None
+    last_alive_step: int | None = None
+    last_alive_texts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         w = Weights(self.log_weights)
         self.log_weights = np.asarray(self.log_weights, dtype=np.float64)
         self.weights = np.array(w.W)
         self.log_Z = w.log_mean
-        self.status = ALL_DIED if self.log_Z == -math.inf else OK
+        if self.log_Z == -math.inf:
+            self.status = ALL_DIED
+        else:
+            self.status = MAX_STEPS if self.n_unfinished else OK
+
+    @property
+    def n_unfinished(self) -> int:
+        """How many particles were still running when the run stopped (non-zero
+        only when it stopped at ``max_steps``)."""
+        return sum(1 for p in self.particles if not getattr(p, "done", True))
+
+    def describe_status(self) -> str:
+        """The status in words, e.g. ``"stopped at max_steps=50: 3 of 16
+        particles unfinished"``."""
+        if self.status == MAX_STEPS:
+            limit = self.settings.get("max_steps", self.n_steps)
+            return (f"stopped at max_steps={limit}: {self.n_unfinished} of {self.n_particles} "
+                    "particles unfinished")
+        if self.status == ALL_DIED:
+            return f"all particles died (the last live one at step {self.last_alive_step + 1})" \
+                if self.last_alive_step is not None else "all particles died"
+        return f"finished after {self.n_steps} steps"
 
     @property
     def n_particles(self) -> int:
@@ -141,6 +173,9 @@ class InferenceResult:
             "method": self.method,
             "settings": self.settings,
             "status": self.status,
+            "n_unfinished": self.n_unfinished,
+            "last_alive_step": self.last_alive_step,
+            "last_alive_texts": list(self.last_alive_texts),
             "log_Z": num(self.log_Z),
             "n_steps": self.n_steps,
             "wall_time": self.wall_time,

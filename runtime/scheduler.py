@@ -19,7 +19,15 @@ make. A run's particles see the same waves of answers whether it runs alone
 or with others.
 
 If a batch raises, every request waiting on it receives the exception, so no
-coroutine is left waiting forever.
+coroutine is left waiting forever. A request whose coroutine is cancelled
+(the run was cancelled, or Ctrl-C) leaves the queue at once: nothing is
+computed for it and no future is left pending.
+
+**Threads.** One loaded model may serve inferences running in several
+threads (each with its own event loop): every batch call holds the model's
+lock (:func:`model_lock`, one re-entrant lock per model), so two threads
+never run a forward pass, or change the model's cache, at the same time.
+Inside one thread the scheduler is single-threaded asyncio and needs no lock.
 
 The running scheduler is found through a ``contextvars.ContextVar``: tasks
 created by :meth:`Scheduler.gather` inherit it, and code outside an inference
@@ -31,6 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import inspect
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Sequence
 
@@ -42,6 +54,27 @@ _current: contextvars.ContextVar["Scheduler | None"] = contextvars.ContextVar(
 def current_scheduler() -> "Scheduler | None":
     """The scheduler of the inference this code runs in, or ``None``."""
     return _current.get()
+
+
+_locks: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_locks_by_id: dict[int, threading.RLock] = {}  # models that cannot be weakly referenced
+_locks_guard = threading.Lock()
+
+
+def model_lock(lm) -> threading.RLock:
+    """The lock held around every batch call of ``lm`` (one per model, made
+    on first use): inferences in several threads may share a loaded model,
+    and their forward passes and cache updates take turns. Re-entrant, so
+    that code running inside a batch (a pin released by the garbage
+    collector, say) may take it again."""
+    with _locks_guard:
+        try:
+            lock = _locks.get(lm)
+            if lock is None:
+                lock = _locks[lm] = threading.RLock()
+        except TypeError:  # not weakly referenceable, or not hashable
+            lock = _locks_by_id.setdefault(id(lm), threading.RLock())
+    return lock
 
 
 @dataclass
@@ -83,6 +116,9 @@ class Scheduler:
         self._last_event: dict[int | None, int | None] = {}  # step -> the task that requested last, or None
         self.stats = SchedulerStats()
         self.models: dict[int, object] = {}  # every model asked, for its counters
+        #: each model's counters when this scheduler first saw it, by model name: the
+        #: baseline of the runs that began before then (see the driver's counters)
+        self.first_stats: dict[str, dict] = {}
 
     @contextlib.contextmanager
     def joined(self):
@@ -109,6 +145,8 @@ class Scheduler:
             tasks = [asyncio.ensure_future(self._run_one(c, left)) for c in coros]
         finally:
             _current.reset(token)
+        for task, coro in zip(tasks, coros):
+            task.add_done_callback(functools.partial(self._if_never_started, coro, left))
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run_one(self, coro: Awaitable, left: list[int]):
@@ -118,13 +156,29 @@ class Scheduler:
             return await coro
         finally:
             del self._step_of[task]
-            self._running -= 1
-            left[0] -= 1
-            self._last_event[id(left)] = None  # a task that ends goes on with nothing
-            if left[0] == 0:  # the caller's step is over: it is busy again
-                del self._last_event[id(left)]
-                self._busy += 1
-            self._maybe_flush()
+            self._ended(left)
+
+    def _ended(self, left: list[int]) -> None:
+        self._running -= 1
+        left[0] -= 1
+        self._last_event[id(left)] = None  # a task that ends goes on with nothing
+        if left[0] == 0:  # the caller's step is over: it is busy again
+            del self._last_event[id(left)]
+            self._busy += 1
+        self._maybe_flush()
+
+    def _if_never_started(self, coro, left: list[int], task: asyncio.Task) -> None:
+        """A task cancelled before it ran (the run was cancelled) never
+        reached :meth:`_run_one`'s ``finally``: count it as ended, and close
+        its coroutine (which holds a particle, and so its pins)."""
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
+            self._ended(left)
+
+    def _see(self, lm) -> None:
+        if id(lm) not in self.models:
+            self.models[id(lm)] = lm
+            self.first_stats.setdefault(lm.name, dict(lm.stats()))
 
     async def request(self, lm, prefix: tuple[int, ...]):
         """Wait for ``log p(. | prefix)`` from ``lm``, answered in a batch."""
@@ -132,9 +186,13 @@ class Scheduler:
         task = asyncio.current_task()
         self._pending.append(_Request(lm, prefix, future, task))
         self._last_event[self._step_of.get(id(task))] = id(task)
-        self.models.setdefault(id(lm), lm)
+        self._see(lm)
         self._maybe_flush()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._withdraw([future])
+            raise
 
     async def request_many(self, lm, prefixes: list[tuple[int, ...]]) -> list:
         """Wait for ``log p(. | prefix)`` for every prefix, all in one batch."""
@@ -143,9 +201,26 @@ class Scheduler:
         futures = [loop.create_future() for _ in prefixes]
         self._pending.extend(_Request(lm, p, f, task) for p, f in zip(prefixes, futures))
         self._last_event[self._step_of.get(id(task))] = id(task)
-        self.models.setdefault(id(lm), lm)
+        self._see(lm)
         self._maybe_flush()
-        return [await f for f in futures]
+        try:
+            return [await f for f in futures]
+        except asyncio.CancelledError:
+            self._withdraw(futures)
+            raise
+
+    def _withdraw(self, futures: list[asyncio.Future]) -> None:
+        """A cancelled waiter's requests leave the queue (and their futures
+        are cancelled): nothing is computed for them."""
+        gone = {id(f) for f in futures}
+        for f in futures:
+            f.cancel()
+        self._pending = [r for r in self._pending if id(r.future) not in gone]
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued and not answered yet."""
+        return len(self._pending)
 
     def _maybe_flush(self) -> None:
         if not self._pending or self._busy > 0:
@@ -157,7 +232,7 @@ class Scheduler:
     def flush(self) -> None:
         """Answer every waiting request now: one batch per language model,
         then every waiter is woken (in :meth:`_wake_order`)."""
-        pending, self._pending = self._pending, []
+        pending, self._pending = [r for r in self._pending if not r.future.done()], []  # cancelled: dropped
         by_lm: dict[int, list[_Request]] = {}
         for r in pending:
             by_lm.setdefault(id(r.lm), []).append(r)
@@ -188,7 +263,8 @@ class Scheduler:
             unique.setdefault(r.prefix, len(unique))
         prefixes = list(unique)
         lm = requests[0].lm
-        rows = lm.batch_next_token_logprobs(prefixes)
+        with model_lock(lm):  # other threads' inferences on the same model wait their turn
+            rows = lm.batch_next_token_logprobs(prefixes)
         if len(rows) != len(prefixes):
             raise RuntimeError(
                 f"{type(lm).__name__}.batch_next_token_logprobs returned {len(rows)} rows "

@@ -13,6 +13,23 @@ and ``False`` mean ``0`` and ``-inf``; ``fn`` may be ``async``). Use it with
 ``batched=True`` says ``fn`` takes a list of texts and returns a list of log
 weights; ``await pot.many(texts)`` then makes one call (otherwise one per text).
 Every potential carries an executable contract, :meth:`Potential.check`.
+
+**Prefix and complete scores.** A soft preference on the finished text,
+``factor(log phi(x))`` only at the end, makes SMC steering favour the
+particles that have *not* finished yet (they have not paid their score):
+the finished ones lose every resampling and a run can end with the
+unfinished, unpenalised particles only. ``ppl.potential(fn, prefix=g)``
+gives a potential a second score for unfinished texts, ``log g(x_{1:t})``, an
+estimate of what the finished text will score, and ``ppl.apply_potential(pot, ctx,
+finished=...)`` (or ``Model.apply_potential``) applies it the right way: while the text
+grows, ``twist(log g(x_{1:t}))`` (taken back at the next twist and at the
+end, so the intermediate targets change and the final one does not); when
+the particle finishes, ``factor(log phi(x))``. The target is
+``p(x) phi(x)`` whatever ``g`` is; a good ``g`` only lowers the variance.
+``prefix=True`` uses ``fn`` itself on prefixes (right when the score of a
+prefix predicts the score of its completions, e.g. a length penalty). A
+prefix score of ``-inf`` kills the particle, so use it only where no
+completion can score above ``-inf``.
 """
 
 from __future__ import annotations
@@ -54,10 +71,14 @@ async def _resolve(value):
 class Potential:
     """``log phi(text)``; ``a * b`` is the product ``phi_a phi_b``."""
 
-    def __init__(self, fn: Callable | None, name: str | None = None, *, batched: bool = False, parts=()):
+    def __init__(self, fn: Callable | None, name: str | None = None, *, batched: bool = False, parts=(),
+                 prefix: "Callable | bool | None" = None):
         if fn is not None and not callable(fn):
             raise ArgumentTypeError(f"potential() needs a function of the text, got {fn!r}")
+        if prefix is not None and not isinstance(prefix, bool) and not callable(prefix):
+            raise ArgumentTypeError(f"prefix= is a function of the text, True or None, not {prefix!r}")
         self.fn = fn
+        self._prefix = prefix
         self.batched = bool(batched)
         self.parts: tuple[Potential, ...] = tuple(parts)
         self.name = name or (getattr(fn, "__name__", "fn") if fn is not None else " * ".join(p.name for p in parts))
@@ -83,6 +104,27 @@ class Potential:
     async def __call__(self, text) -> float:
         """``log phi(text)`` of a string or a context's text."""
         return (await self.many([text]))[0]
+
+    @property
+    def has_prefix(self) -> bool:
+        """Whether this potential (or a factor of its product) scores prefixes."""
+        return any(p.has_prefix for p in self.parts) if self.parts else self._prefix not in (None, False)
+
+    async def prefix_score(self, text) -> float:
+        """``log g(text)`` for an unfinished text (see the module docstring):
+        the ``prefix=`` function, ``fn`` itself for ``prefix=True``, ``0``
+        without one; a product adds its factors' prefix scores."""
+        if self.parts:
+            total = 0.0
+            for p in self.parts:
+                v = await p.prefix_score(text)
+                total = -math.inf if v == -math.inf or total == -math.inf else total + v
+            return total
+        if self._prefix in (None, False):
+            return 0.0
+        if self._prefix is True:
+            return await self(text)
+        return _as_log_weight(await _resolve(self._prefix(_text_of(text))), f"the prefix score of {self.name}")
 
     # a value: shared by every particle, never copied when one is cloned
     def __deepcopy__(self, memo):
@@ -131,9 +173,12 @@ def as_potential(x) -> Potential:
     raise ArgumentTypeError(f"cannot combine a potential with {x!r}")
 
 
-def potential(fn: Callable | None = None, *, name: str | None = None, batched: bool = False):
+def potential(fn: Callable | None = None, *, name: str | None = None, batched: bool = False,
+              prefix: "Callable | bool | None" = None):
     """Wrap ``fn(text) -> log weight`` (sync or async) as a :class:`Potential`;
-    usable as a decorator, with or without arguments."""
+    usable as a decorator, with or without arguments. ``prefix``: the score
+    of unfinished texts (a function, or ``True`` for ``fn`` itself), applied
+    as a twist by ``ppl.apply_potential`` (see the module docstring)."""
     if fn is None:
-        return lambda f: Potential(f, name, batched=batched)
-    return Potential(fn, name, batched=batched)
+        return lambda f: Potential(f, name, batched=batched, prefix=prefix)
+    return Potential(fn, name, batched=batched, prefix=prefix)

@@ -7,6 +7,13 @@ is exact conditioning with the locally optimal proposal, and the weight is
 multiplied by ``p(C)``. On a context with a sequence constraint the measure
 is further restricted to the tokens that keep the text viable (see
 :mod:`ppl.constraints.sequence`). Values are :class:`Token` objects.
+
+``ctx.next_token(temperature=T)`` denotes the same measure ``mu`` (the
+target does not change) but is *proposed* from the tempered distribution
+``q(x) ∝ mu(x)^(1/T)`` over the same tokens: ``sample`` through a primitive
+draws ``x ~ q`` and multiplies the weight by ``mu(x) / q(x)``, an unbiased
+(properly weighted) estimate, so SMC still targets ``mu``; ``T < 1``
+concentrates the draws on likely tokens, ``T > 1`` spreads them.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..constraints.token import as_token_constraint
-from ..errors import ModelError
+from ..errors import ArgumentError, ModelError
 from ..runtime.resampling import logsumexp
 from .awrs import CheckedNextToken
 from .base import ContextBound, draw_index
@@ -71,10 +78,12 @@ class NextToken(ContextBound):
 
     _what_it_is = "a next_token() distribution"
     _remedy = "call ctx.next_token() again"
+    _temperature = 1.0  # of the proposal (see the module docstring)
 
     def __init__(self, context):
-        super().__init__(context)
-        self._state = context.constraint_state
+        self.context = context
+        self._prefix = context._ids  # (ContextBound's fields, set directly: a hot path)
+        self._state = context._state
         self._view_memo: NextTokenView | None = None
 
     async def _logprobs(self) -> np.ndarray:
@@ -145,6 +154,34 @@ class NextToken(ContextBound):
             f"a next-token distribution's value must be a Token or a token id, got {value!r}"
         )
 
+    def tempered(self, temperature: float) -> "NextToken":
+        """The same measure, proposed at ``temperature`` (see the module docstring)."""
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+                or not 0.0 < float(temperature) < math.inf:
+            raise ArgumentError(f"temperature must be a number > 0 (and finite), got {temperature!r}")
+        new = self.__copy__()
+        new._temperature = float(temperature)
+        new._view_memo = self._view_memo
+        return new
+
+    async def propose(self, rng):
+        """``(x, log w)``: exact for ``temperature=1`` (``x ~ mu/|mu|``,
+        ``w = |mu|``); otherwise ``x ~ q = mu^(1/T) / sum mu^(1/T)`` and
+        ``w = mu(x) / q(x)``, so that ``E_q[w f(x)] = sum_x mu(x) f(x)``."""
+        T = self._temperature
+        if T == 1.0:
+            return await super().propose(rng)
+        log_p_forced, idx, lp = await self._sparse()
+        finite = lp > -np.inf
+        if not finite.any():
+            return None, -math.inf
+        z = np.where(finite, lp / T, -np.inf)
+        z -= z[finite].max()
+        log_q = z - logsumexp(z)
+        j = draw_index(np.exp(log_q), rng)
+        x = j if idx is None else int(idx[j])
+        return self.token(x), log_p_forced + float(lp[j]) - float(log_q[j])
+
     def _restricted(self) -> bool:
         return self._state is not None or self._static_mask() is not None
 
@@ -177,13 +214,16 @@ class NextToken(ContextBound):
         return log_p_forced + float(lp[i])
 
     def _commit(self, value):
-        self._check_current()
-        forced = self._state.forced() if self._state is not None else ()
-        for t in forced:
-            self.context._append(t)
-        self.context._append(self.token_id(value))
+        if self.context._ids is not self._prefix:
+            self._check_current()  # raises
+        if self._state is not None:
+            for t in self._state.forced():
+                self.context._append(t)
+        self.context._append(value.id if type(value) is Token else self.token_id(value))
 
     def signature(self) -> tuple:
+        if self._temperature != 1.0:
+            return ("next_token", len(self._prefix), None, self._temperature)
         return ("next_token", len(self._prefix), None)
 
     def _what(self) -> str:
@@ -196,7 +236,7 @@ class NextToken(ContextBound):
         ``constraint`` (a :class:`ppl.TokenConstraint`, a boolean mask over the
         vocabulary, or a predicate on the token's text): the measure
         ``p(x) 1[x allowed]``, of mass ``p(allowed)``."""
-        return ConditionedNextToken(self.context, constraint)
+        return ConditionedNextToken._of(self, constraint)
 
     mask = where
 
@@ -206,6 +246,11 @@ class NextToken(ContextBound):
         so far: the measure ``p(x) 1[predicate(...)]``. Sampled by adaptive
         weighted rejection sampling (AWRS), which checks only the tokens it
         draws; see :class:`ppl.distributions.CheckedNextToken`."""
+        if self._temperature != 1.0:
+            raise ArgumentError(
+                "where_checked() draws its tokens by AWRS from the model itself and takes no "
+                f"temperature (got temperature={self._temperature}): drop one of the two"
+            )
         return CheckedNextToken(self, predicate, **options)
 
     def __repr__(self):
@@ -223,10 +268,24 @@ class ConditionedNextToken(NextToken):
         self.constraint = as_token_constraint(constraint)
         self._allowed = self.constraint.mask(context.lm)
 
+    @classmethod
+    def _of(cls, base: NextToken, constraint) -> "ConditionedNextToken":
+        """``base.where(constraint)`` without redoing ``base``'s set-up."""
+        new = object.__new__(cls)
+        new.context, new._prefix, new._state = base.context, base._prefix, base._state
+        new._view_memo = None
+        if base._temperature != 1.0:
+            new._temperature = base._temperature
+        new.constraint = as_token_constraint(constraint)
+        new._allowed = new.constraint.mask(base.context.lm)
+        return new
+
     def _static_mask(self):
         return self._allowed
 
     def signature(self) -> tuple:
+        if self._temperature != 1.0:
+            return ("next_token", len(self._prefix), repr(self.constraint), self._temperature)
         return ("next_token", len(self._prefix), repr(self.constraint))
 
     def _what(self) -> str:
@@ -234,7 +293,7 @@ class ConditionedNextToken(NextToken):
         return f"{self.constraint!r}" + ("" if rest == "the model" else f" and {rest}")
 
     def where(self, constraint) -> "ConditionedNextToken":
-        return ConditionedNextToken(self.context, self.constraint & as_token_constraint(constraint))
+        return ConditionedNextToken._of(self, self.constraint & as_token_constraint(constraint))
 
     mask = where
 

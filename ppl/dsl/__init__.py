@@ -18,7 +18,8 @@ accepts. ``check_source`` / ``check_file`` only report the diagnostics.
 A program can do only what the language and its builtins allow: no imports,
 no attribute access beyond ``ctx.next_token()``, ``ctx.text``,
 ``ctx.tokens`` and a token's ``.text``/``.id``/``.is_eos``, no names starting
-with ``__``. Python code adds builtins with :func:`builtin`.
+with ``__``. Python code adds builtins with :func:`builtin`. What a program
+builds, does and takes is bounded by its :class:`Limits` (``limits``).
 
 The grammar is ``grammar/steer.lark``; the language reference is
 ``docs/dsl.md``.
@@ -29,14 +30,18 @@ with ``syntax_errors`` putting syntax errors in words), ``checker`` (with
 ``types``), ``codegen`` (instructions), ``factory`` (parameters) and
 ``machine`` (the particle that runs the instructions); ``builtins`` is the
 registry, ``stdlib`` the language's own builtins, ``values`` what values are,
-``operators`` what operators do, ``errors`` the diagnostics and exceptions.
+``operators`` what operators do, ``limits`` the budgets they are held to,
+``errors`` the diagnostics and exceptions, ``sampling`` what a sample
+statement draws from (``where``, ``where_checked``, ``proposal``),
+``resolve`` the files a program names (``grammar("x.lark")``).
 """
 
 from .api import check_file, check_source, compile, load
 from .builtins import BUILTINS, Builtin, Registry, builtin
 from .errors import Diagnostic, DSLArgumentError, DSLError, DSLRuntimeError
 from .factory import Param, ProgramFactory
-from .machine import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_STEPS, SteerModel
+from .limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_STEPS, Limits
+from .machine import SteerModel
 from .values import EOS
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "DSLRuntimeError",
     "Diagnostic",
     "EOS",
+    "Limits",
     "Param",
     "ProgramFactory",
     "Registry",

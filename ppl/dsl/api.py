@@ -19,8 +19,8 @@ from .builtins import BUILTINS, Registry
 from .checker import check_program
 from .codegen import CompiledProgram, generate
 from .errors import Diagnostic, DSLError, Failure
-from .factory import ProgramFactory, declared_param, positive
-from .machine import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_STEPS
+from .factory import ProgramFactory, declared_param
+from .limits import Limits, check_budget, using
 from .parser import parse
 
 
@@ -35,12 +35,13 @@ def _header_doc(source: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _analyse(source: str, filename: str, registry: Registry):
+def _analyse(source: str, filename: str, registry: Registry, limits: Limits | None = None):
     lines = source.split("\n")
     try:
         program, diagnostics, broken = parse(source, filename)
         if program is not None:
-            diagnostics = diagnostics + check_program(program, registry, filename, lines, broken)
+            with using(check_budget(limits)):  # constant folding: the run's size bounds, a bounded amount of work
+                diagnostics = diagnostics + check_program(program, registry, filename, lines, broken)
     except RecursionError:
         program = None
         diagnostics = [Diagnostic(filename, 1, 1, "the program is nested too deeply to be read")]
@@ -48,12 +49,14 @@ def _analyse(source: str, filename: str, registry: Registry):
     return program, diagnostics
 
 
-def check_source(source: str, filename: str = "<string>", *, builtins: Registry | None = None) -> list[Diagnostic]:
+def check_source(source: str, filename: str = "<string>", *, builtins: Registry | None = None,
+                 limits: Limits | None = None) -> list[Diagnostic]:
     """Every syntax and semantic problem of a ``.steer`` program, in source
-    order (an empty list: the program is fine)."""
+    order (an empty list: the program is fine); constant expressions are
+    held to ``limits`` (default: ``Limits()``) as a run would hold them."""
     if not isinstance(source, str):
         raise TypeError(f"check_source() needs the program's text as a str, got {type(source).__name__}")
-    return _analyse(source, filename, builtins if builtins is not None else BUILTINS)[1]
+    return _analyse(source, filename, builtins if builtins is not None else BUILTINS, limits)[1]
 
 
 def _read(path) -> tuple[str, str]:
@@ -65,23 +68,35 @@ def _read(path) -> tuple[str, str]:
         raise DSLError(Diagnostic(str(path), 1, 1, f"the file is not valid UTF-8 text ({exc.reason} at byte {exc.start})")) from None
 
 
-def check_file(path, *, builtins: Registry | None = None) -> list[Diagnostic]:
+def check_file(path, *, builtins: Registry | None = None, limits: Limits | None = None) -> list[Diagnostic]:
     """:func:`check_source` of a file (``FileNotFoundError`` if it is missing)."""
     try:
         source, name = _read(path)
     except DSLError as exc:
         return exc.diagnostics
-    return check_source(source, name, builtins=builtins)
+    return check_source(source, name, builtins=builtins, limits=limits)
+
+
+def _limits(limits: Limits | None, changes: dict) -> Limits:
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits= needs a ppl.dsl.Limits, got {type(limits).__name__}")
+    return (limits or Limits()).updated(**changes)
 
 
 def compile(source: str, filename: str = "<string>", *, builtins: Registry | None = None,
-            max_steps: int = DEFAULT_MAX_STEPS, max_iterations: int = DEFAULT_MAX_ITERATIONS) -> ProgramFactory:
+            limits: Limits | None = None, **limit_values) -> ProgramFactory:
     """Check and compile ``.steer`` source text into a program factory;
-    raises :class:`DSLError` listing every problem if there are any."""
+    raises :class:`DSLError` listing every problem if there are any.
+
+    ``limits=Limits(...)``, or the limits by name (``max_steps=``,
+    ``max_iterations=``, ``max_operations=``, ``max_length=``,
+    ``max_int_bits=``, ``time_limit=`` seconds), bound its runs (see
+    :mod:`ppl.dsl.limits`)."""
     if not isinstance(source, str):
         raise TypeError(f"compile() needs the program's text as a str, got {type(source).__name__}")
+    limits = _limits(limits, limit_values)
     registry = builtins if builtins is not None else BUILTINS
-    program, diagnostics = _analyse(source, filename, registry)
+    program, diagnostics = _analyse(source, filename, registry, limits)
     if diagnostics:
         n = len(diagnostics)
         raise DSLError(diagnostics, summary=f"{n} error{'s' * (n != 1)} in {filename}")
@@ -89,12 +104,11 @@ def compile(source: str, filename: str = "<string>", *, builtins: Registry | Non
     params = tuple(declared_param(p, registry) for p in program.params)
     compiled = CompiledProgram(program.name, filename, source, program, params,
                                generate(program, registry, fail), fail, _header_doc(source))
-    return ProgramFactory(compiled, max_steps=positive(max_steps, "max_steps"),
-                          max_iterations=positive(max_iterations, "max_iterations"))
+    return ProgramFactory(compiled, limits=limits)
 
 
-def load(path, *, builtins: Registry | None = None, max_steps: int = DEFAULT_MAX_STEPS,
-         max_iterations: int = DEFAULT_MAX_ITERATIONS) -> ProgramFactory:
+def load(path, *, builtins: Registry | None = None, limits: Limits | None = None,
+         **limit_values) -> ProgramFactory:
     """Check and compile a ``.steer`` file (see :func:`compile`)."""
     source, name = _read(path)
-    return compile(source, name, builtins=builtins, max_steps=max_steps, max_iterations=max_iterations)
+    return compile(source, name, builtins=builtins, limits=limits, **limit_values)

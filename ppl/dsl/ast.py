@@ -119,11 +119,29 @@ class MethodCall(Expr):
 
 
 @dataclass(frozen=True)
+class Keyword(Node):
+    """``name=value`` in a call."""
+
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
 class Call(Expr):
-    """``name(args)``: a call of a builtin."""
+    """``name(args, key=value, ...)``: a call of a builtin."""
 
     func: Name
     args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...] = ()
+
+
+@dataclass(frozen=True)
+class IfExp(Expr):
+    """``body if test else orelse``: only the chosen branch is evaluated."""
+
+    test: Expr
+    body: Expr
+    orelse: Expr
 
 
 @dataclass(frozen=True)
@@ -138,12 +156,18 @@ class Assign(Stmt, _FromRule):
 
 
 @dataclass(frozen=True)
-class Sample(Stmt, _FromRule):
-    """``target ~ dist`` or ``target ~ dist where constraint``."""
+class Sample(Stmt):
+    """``target ~ dist [where C] [where_checked PRED] [proposal Q [where D]]``:
+    ``where`` restricts ``dist`` by a token mask, ``where_checked`` by a
+    predicate on the text (AWRS), ``proposal`` draws from ``Q`` (restricted
+    by ``D``) and weights by ``p/q``."""
 
     target: Name
     dist: Expr
     where: Expr | None
+    checked: Expr | None = None
+    proposal: Expr | None = None
+    proposal_where: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +246,13 @@ class While(Stmt, _FromRule):
 
 
 Loop = (For, Repeat, While)
+
+
+@dataclass(frozen=True)
+class Step(Stmt, _FromRule):
+    """``step:``: every primitive of ``body`` belongs to one SMC step."""
+
+    body: tuple[Stmt, ...]
 
 
 @dataclass(frozen=True)

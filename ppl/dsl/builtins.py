@@ -28,6 +28,7 @@ distribution), ``constraint``, ``EOS`` and ``any``; ``a|b`` is a union.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import keyword
 import re
@@ -35,15 +36,21 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ArgumentError, ArgumentTypeError
-from .operators import OpError
+from .limits import MAX_DEPTH, OpError, budget
 from .types import TYPES, annotation_type, describe_type, fits, value_type
-from .values import freeze, show
+from .values import brief, depth, freeze, show
 
 #: words of the language, which can never name a builtin
 KEYWORDS = frozenset(
     "program observe condition factor twist finish return break continue pass if elif else "
-    "for in repeat while where and or not True False".split()
+    "for in repeat while step where where_checked proposal and or not True False".split()
 )
+
+
+NO_DEFAULT = object()  # an argument without a default
+
+#: builtins whose argument may be the bare name of a builtin (str -> bool), passed as a predicate
+PREDICATE_TAKERS = frozenset({"token_predicate"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,39 @@ class Builtin:
     pure: bool = False
     needs_lm: bool = False
     doc: str = ""
+    arg_names: tuple[str, ...] | None = None  # for keyword arguments (None: by position only)
+    arg_defaults: tuple = ()  # the default of each named argument, or NO_DEFAULT
+
+    def bind(self, positional: list, keywords: list[tuple[str, Any]], default=lambda v: v) -> list:
+        """The arguments in order: ``positional``, then each ``(name, item)`` of
+        ``keywords`` in its parameter's place; a gap before a keyword argument
+        is filled with ``default(the parameter's default)``. Raises
+        :class:`OpError` for an unknown, repeated or missing name."""
+        if not keywords:
+            return list(positional)
+        names = self.arg_names or ()
+        if not names:
+            raise OpError(f"{self.name}() takes no keyword arguments: pass them by position")
+        slots: dict[int, Any] = dict(enumerate(positional))
+        for key, item in keywords:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; its arguments are {', '.join(names)}"
+                raise OpError(f"{self.name}() has no argument named {key!r}{hint}")
+            i = names.index(key)
+            if i in slots:
+                how = "by position and by name" if i < len(positional) else "twice"
+                raise OpError(f"{self.name}() got the argument {key!r} {how}")
+            slots[i] = item
+        out = []
+        for i in range(max(slots) + 1):
+            if i in slots:
+                out.append(slots[i])
+            elif i < len(self.arg_defaults) and self.arg_defaults[i] is not NO_DEFAULT:
+                out.append(default(self.arg_defaults[i]))
+            else:
+                raise OpError(f"{self.name}() is missing the argument {names[i]!r}")
+        return out
 
     def arity_text(self) -> str:
         lo, hi = self.min_args, self.max_args
@@ -98,15 +138,32 @@ class Builtin:
     def call(self, args: tuple, lm=None) -> Any:
         """Check the arguments and call; errors become :class:`OpError`."""
         self.check_call(args)
+        budget().charge(1)
         try:
             result = self.fn(lm, *args) if self.needs_lm else self.fn(*args)
         except OpError:
             raise
         except (ValueError, TypeError, ArithmeticError, IndexError, KeyError, LookupError) as exc:
-            raise OpError(f"{self.name}(): {exc}") from exc
+            raise OpError(f"{self.name}(): {brief(str(exc))}") from exc
+        except RecursionError:
+            raise OpError(f"{self.name}(): its values are nested too deeply") from None
         except Exception as exc:  # a registered Python builtin failed
-            raise OpError(f"{self.name}() raised {type(exc).__name__}: {exc}") from exc
-        return freeze(result)
+            raise OpError(f"{self.name}() raised {type(exc).__name__}: {brief(str(exc))}") from exc
+        return checked_result(self.name, freeze(result))
+
+
+def checked_result(name: str, value: Any) -> Any:
+    """A builtin's result, if it keeps within the running limits (a user's
+    builtin can only be checked after it returns)."""
+    if isinstance(value, (str, tuple)):
+        b = budget()
+        if len(value) > b.limits.max_length:
+            b.length(len(value), "string" if isinstance(value, str) else "list")
+        if isinstance(value, tuple) and depth(value) > MAX_DEPTH:
+            raise OpError(f"{name}() returned lists nested more than {MAX_DEPTH} deep")
+    elif isinstance(value, int) and value.bit_length() > budget().limits.max_int_bits:
+        budget().int_bits(value.bit_length(), f"the result of {name}()")
+    return value
 
 
 class Registry:
@@ -178,7 +235,7 @@ def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, ne
         sig = inspect.signature(f)
     except (TypeError, ValueError):
         sig = None
-    arg_types, lo, hi, rest = None, 0, None, "any"
+    arg_types, lo, hi, rest, arg_names, defaults = None, 0, None, "any", None, ()
     if sig is not None:
         params = list(sig.parameters.values())
         if needs_lm and params:
@@ -186,6 +243,8 @@ def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, ne
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         star = [p for p in params if p.kind == p.VAR_POSITIONAL]
         arg_types = tuple(annotation_type(p.annotation) for p in positional)
+        arg_names = tuple(p.name for p in positional)
+        defaults = tuple(NO_DEFAULT if p.default is p.empty else freeze(p.default) for p in positional)
         lo = sum(1 for p in positional if p.default is p.empty)
         hi = None if star else len(positional)
         rest = annotation_type(star[0].annotation) if star else "any"
@@ -208,8 +267,8 @@ def _entry_for(f: Callable, *, name, args, min_args, max_args, returns, pure, ne
         if part not in TYPES:
             raise ArgumentError(f"unknown return type {part!r} of builtin {name!r}; types: {TYPES}")
     return Builtin(name, fn=f, arg_types=arg_types, min_args=lo, max_args=hi, rest_type=rest,
-                   returns=returns, pure=pure, needs_lm=needs_lm,
-                   doc=(inspect.getdoc(f) or "").split("\n")[0])
+                   returns=returns, pure=pure, needs_lm=needs_lm, arg_names=arg_names,
+                   arg_defaults=defaults, doc=(inspect.getdoc(f) or "").split("\n")[0])
 
 
 #: the default registry: the language's builtins and those added by @builtin

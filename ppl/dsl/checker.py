@@ -17,7 +17,15 @@ Reported, all in one pass, each at its place:
   than a next-token distribution, ``factor``/``twist`` of a non-number,
   ``repeat`` of a non-int, ``for`` over an int, ``break``/``continue``
   outside a loop, statements after ``finish``/``return``/``break`` that can
-  never run, a next-token distribution stored in a variable;
+  never run, a next-token distribution stored in a variable (a ``step:``
+  block has no errors of its own: ``finish``, ``return``, ``break`` and
+  ``continue`` may leave it);
+- conditional expressions whose branches differ in type; keyword
+  arguments that are unknown, repeated or missing (``Builtin.bind``);
+  ``token_predicate``/``where_checked`` given anything but a builtin
+  ``str -> bool``; proposals that are not distributions, or not next-token
+  ones for a next-token target, or beside ``where_checked``;
+  ``grammar("x.lark")`` naming no file (:mod:`ppl.dsl.resolve`);
 - the header: parameter types (``str int float bool list``), defaults that are
   constants of the declared type, duplicate parameters.
 
@@ -34,8 +42,10 @@ import difflib
 from typing import Any
 
 from . import ast
-from .builtins import Builtin, Registry
+from .builtins import PREDICATE_TAKERS, Builtin, Registry
 from .errors import Diagnostic
+from .limits import CheckBudgetSpent
+from .resolve import FILE_ARGUMENTS, is_lark_name, missing_message
 from .operators import ATTRIBUTES, OpError, binop, compare, index, slice_, truth, unary
 from .types import (
     NUM,
@@ -47,7 +57,7 @@ from .types import (
     static_fits,
     value_type,
 )
-from .values import freeze
+from .values import brief, short
 
 PYTHON_BUILTINS = frozenset(
     "open eval exec compile print input getattr setattr delattr hasattr globals locals vars dir "
@@ -58,6 +68,7 @@ PYTHON_BUILTINS = frozenset(
 )
 
 _NOCONST = object()
+HINT_WORK = 200_000  # name comparisons for "did you mean" hints, in one check
 
 _ENDS = {"finish": "finish ends the program", "return": "return ends the program",
          "break": "break leaves the loop", "continue": "continue goes back to the loop"}
@@ -78,6 +89,10 @@ class Checker(ast.Visitor):
         self.params: dict[str, str] = {}
         self.vars: dict[str, str] = {}
         self.loops = 0  # loops around the statement being checked
+        self.folds: dict[int, tuple[str, Any, str | None]] = {}  # id(node) -> folded (type, value, error)
+        self._binders: list[ast.Stmt] | None = None
+        self.var_reads = 0  # variables' types read while inferring them
+        self.hint_work = HINT_WORK  # comparisons left for "did you mean" hints
 
     def error(self, node_or_pos, message: str, column: int | None = None, end: int | None = None) -> None:
         if not self.report:
@@ -104,6 +119,7 @@ class Checker(ast.Visitor):
         assigned = self.assigned_names()
         self.vars = {name: "any" for name in assigned if name not in self.params}
         for _ in range(3):
+            self.var_reads = 0
             types = self.assignment_types()
             new = {}
             for name in self.vars:
@@ -112,9 +128,10 @@ class Checker(ast.Visitor):
                 for other in ts[1:]:
                     t = join(t, other)
                 new[name] = t
-            if new == self.vars:
-                break
+            settled = new == self.vars or self.var_reads == 0  # no type read a variable's: final
             self.vars = new
+            if settled:
+                break
 
     def check_params(self) -> None:
         self.report = True
@@ -144,7 +161,7 @@ class Checker(ast.Visitor):
             if value is _NOCONST:
                 self.error(p.default, "a parameter's default must be a constant (a literal, or a list of literals)")
             elif declared is not None and not fits(value, declared):
-                self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {value!r}")
+                self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {short(value)}")
             if declared is None and p.type is None and value is not _NOCONST:
                 declared = PARAM_TYPES.get(value_type(value))
         if p.type is None and p.default is None:
@@ -163,16 +180,19 @@ class Checker(ast.Visitor):
                        f"cannot use the builtin {kind} {name!r} as a {what} name; choose another name",
                        end=end)
 
+    def binders(self) -> list[ast.Stmt]:
+        """The statements that give variables values, in source order (found once)."""
+        if self._binders is None:
+            self._binders = [n for n in _statements(self.program.body)
+                             if isinstance(n, (ast.Assign, ast.Sample, ast.For))]
+        return self._binders
+
     def assigned_names(self) -> set[str]:
-        names = set()
-        for node in ast.walk(self.program):
-            if isinstance(node, (ast.Assign, ast.Sample, ast.For)):
-                names.add(node.target.id)
-        return names
+        return {node.target.id for node in self.binders()}
 
     def assignment_types(self) -> dict[str, list[str]]:
         types: dict[str, list[str]] = {}
-        for node in ast.walk(self.program):
+        for node in self.binders():
             if isinstance(node, ast.Assign):
                 t, _ = self.visit(node.value)
             elif isinstance(node, ast.Sample):
@@ -227,12 +247,46 @@ class Checker(ast.Visitor):
             self.error(s.dist, f"the right of '~' must be a distribution, such as ctx.next_token() or "
                        f"bernoulli(0.5); got {describe_type(t)}")
         if s.where is not None:
-            if t not in ("nextdist", "any"):
-                self.error(s.dist, "'where' applies only to a next-token distribution (ctx.next_token()); "
-                           f"this is {describe_type(t)}")
-            ct, _ = self.visit(s.where)
-            if not static_fits(ct, "constraint"):
-                self.error(s.where, f"'where' needs a token constraint such as lacks(\"e\"); got {describe_type(ct)}")
+            self.where(t, s.dist, s.where, "'where'")
+        if s.checked is not None:
+            self.where_checked(t, s)
+        if s.proposal is not None:
+            self.proposal(t, s)
+
+    def where(self, t: str, dist: ast.Expr, where: ast.Expr, what: str) -> None:
+        if t not in ("nextdist", "any"):
+            self.error(dist, f"{what} applies only to a next-token distribution (ctx.next_token()); "
+                       f"this is {describe_type(t)}")
+        ct, _ = self.visit(where)
+        if not static_fits(ct, "constraint"):
+            self.error(where, f"'where' needs a token constraint such as lacks(\"e\"); got {describe_type(ct)}")
+
+    def where_checked(self, t: str, s: ast.Sample) -> None:
+        if t not in ("nextdist", "any"):
+            self.error(s.dist, "'where_checked' applies only to a next-token distribution (ctx.next_token()); "
+                       f"this is {describe_type(t)}")
+        entry = self.registry.get(s.checked.id) if isinstance(s.checked, ast.Name) else None
+        if entry is None or entry.is_constant or s.checked.id in self.params or s.checked.id in self.vars:
+            self.visit(s.checked)
+            if self.unknown_name(s.checked):
+                return  # reported as undefined
+            self.error(s.checked, "where_checked takes the name of a builtin from str to bool (one registered "
+                       "with @ppl.builtin), which is given the whole generated text with the candidate token")
+            return
+        self.check_predicate(s.checked, entry, "where_checked")
+
+    def proposal(self, t: str, s: ast.Sample) -> None:
+        qt, _ = self.visit(s.proposal)
+        if not static_fits(qt, "dist"):
+            self.error(s.proposal, f"a proposal must be a distribution; got {describe_type(qt)}")
+        elif "any" not in (t, qt) and (t == "nextdist") != (qt == "nextdist"):
+            self.error(s.proposal, "the proposal of a next-token distribution must be a next-token "
+                       f"distribution of the same context, and only of one; got {describe_type(qt)}")
+        if s.checked is not None:
+            self.error(s.proposal, "a proposal cannot be combined with where_checked: AWRS draws its own tokens")
+        if s.proposal_where is not None:
+            self.where(qt, s.proposal, s.proposal_where, "'where' on a proposal")
+
 
     def visit_Observe(self, s: ast.Observe) -> None:
         t, _ = self.visit(s.dist)
@@ -302,24 +356,27 @@ class Checker(ast.Visitor):
         if not static_fits(t, "int"):
             self.error(s.count, f"repeat needs an int count; got {describe_type(t)}")
         elif value is not _NOCONST and isinstance(value, int) and value < 0:
-            self.error(s.count, f"repeat needs a count >= 0; got {value}")
+            self.error(s.count, f"repeat needs a count >= 0; got {short(value)}")
         self.loop_body(s.body)
 
     def visit_While(self, s: ast.While) -> None:
         self.visit(s.test)
         self.loop_body(s.body)
 
+    def visit_Step(self, s: ast.Step) -> None:
+        self.check_block(s.body)
+
     def fold(self, node: ast.Node, fn, *args) -> tuple[str, Any]:
-        """Constant folding: the type and value of ``fn(*args)``, or its error."""
-        try:
-            value = freeze(fn(*args))
-        except OpError as exc:
-            self.error(node, str(exc))
-            return "any", _NOCONST
-        except Exception as exc:  # pragma: no cover - a builtin misbehaving at check time
-            self.error(node, f"{type(exc).__name__}: {exc}")
-            return "any", _NOCONST
-        return value_type(value), value
+        """Constant folding: the type and value of ``fn(*args)``, or its error,
+        worked out once per node and within the check's budget (the run's size
+        bounds; past its work budget nothing more is folded: the run checks)."""
+        hit = self.folds.get(id(node))
+        if hit is None:
+            hit = self.folds[id(node)] = _fold(fn, args)
+        t, value, message = hit
+        if message:
+            self.error(node, message)
+        return t, value
 
     def visit_Const(self, e: ast.Const):
         return value_type(e.value), e.value
@@ -338,6 +395,7 @@ class Checker(ast.Visitor):
         if name in self.params:
             return self.params[name], _NOCONST
         if name in self.vars:
+            self.var_reads += 1
             return self.vars[name], _NOCONST
         entry = self.registry.get(name)
         if entry is not None:
@@ -349,7 +407,7 @@ class Checker(ast.Visitor):
         return "any", _NOCONST
 
     def undefined(self, e: ast.Node, name: str, call: bool = False) -> None:
-        if name in self.suppressed:
+        if name in self.suppressed or not self.report:
             return
         end = e.column + len(name)
         if name.startswith("__"):
@@ -362,8 +420,12 @@ class Checker(ast.Visitor):
             self.error(e, f"{name!r} is a Python builtin, which .steer programs cannot use; they can use "
                        "only the steer builtins (see docs/dsl.md) and those registered with @ppl.builtin", end=end)
             return
-        known = list(self.params) + list(self.vars) + self.registry.names()
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        close = []
+        n_known = len(self.params) + len(self.vars) + len(self.registry.names())
+        if self.hint_work >= n_known:  # a program with thousands of names gets hints for its first few only
+            self.hint_work -= n_known
+            known = list(self.params) + list(self.vars) + self.registry.names()
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         what = "unknown function" if call else "undefined name"
         self.error(e, f"{what} {name!r}{hint}", end=end)
@@ -516,10 +578,25 @@ class Checker(ast.Visitor):
             self.error(e, f"next_token() takes no arguments, got {len(e.args)}", column=col, end=end)
         return "nextdist", _NOCONST
 
+    def visit_IfExp(self, e: ast.IfExp):
+        tt, tv = self.visit(e.test)
+        (bt, bv), (ot, ov) = self.visit(e.body), self.visit(e.orelse)
+        t = join(bt, ot)
+        if t == "any" and "any" not in (bt, ot):
+            self.error(e, "the two branches of 'x if c else y' must have one type; "
+                       f"got {describe_type(bt)} and {describe_type(ot)}")
+        if tt == "constraint" or tt == "nextdist":
+            self.error(e.test, f"the test of 'x if c else y' must be a truth value; got {describe_type(tt)}")
+        if tv is not _NOCONST:
+            return (bt, bv) if truth(tv) else (ot, ov)
+        return t, _NOCONST
+
     def visit_Call(self, e: ast.Call):
-        results = [self.visit(a) for a in e.args]
         name = e.func.id
         entry = self.registry.get(name)
+        arg = self.predicate_arg if name in PREDICATE_TAKERS and entry is not None else self.visit
+        args = [(a, arg(a)) for a in e.args]
+        keywords = [(k.name, (k.value, arg(k.value))) for k in e.keywords]
         if entry is None:
             if name in self.params or name in self.vars:
                 self.error(e.func, f"{name!r} is a variable, not a function")
@@ -529,30 +606,95 @@ class Checker(ast.Visitor):
         if entry.is_constant:
             self.error(e.func, f"{name} is a constant, not a function")
             return "any", _NOCONST
-        return self.call(e, entry, results)
+        try:
+            bound = entry.bind(args, keywords, default=lambda v: (None, (value_type(v), v)))
+        except OpError as exc:
+            self.error(e, str(exc))
+            return (entry.returns if "|" not in entry.returns else "any"), _NOCONST
+        if name in FILE_ARGUMENTS and bound and is_lark_name(bound[0][1][1]):
+            message = missing_message(bound[0][1][1], self.filename)
+            if message:
+                self.error(bound[0][0] or e, message)
+        return self.call(e, entry, bound)
 
-    def call(self, e: ast.Call, entry: Builtin, results) -> tuple[str, Any]:
-        n = len(results)
+    def predicate_arg(self, a: ast.Expr):
+        """An argument that must name a builtin ``str -> bool`` (``token_predicate(NAME)``)."""
+        entry = self.registry.get(a.id) if isinstance(a, ast.Name) else None
+        if entry is None or entry.is_constant or a.id in self.params or a.id in self.vars:
+            self.visit(a)
+            if self.unknown_name(a):
+                return "any", _NOCONST  # reported as undefined
+            self.error(a, "token_predicate() takes the name of a builtin from str to bool (one registered "
+                       "with @ppl.builtin, e.g. token_predicate(is_short)); use matches_token(\"regex\") for a pattern")
+            return "any", _NOCONST
+        self.check_predicate(a, entry, "token_predicate()")
+        return "any", _NOCONST
+
+    def unknown_name(self, e: ast.Expr) -> bool:
+        """Whether ``e`` is a name that is nothing at all (reported as undefined)."""
+        return isinstance(e, ast.Name) and e.id not in self.registry and e.id not in self.params \
+            and e.id not in self.vars
+
+    def check_predicate(self, node: ast.Node, entry: Builtin, what: str) -> None:
+        """``entry`` must take one str and return a bool, to be ``what``'s predicate."""
+        takes_one = entry.min_args <= 1 and (entry.max_args is None or entry.max_args >= 1)
+        if entry.needs_lm or not takes_one or not static_fits("str", entry.arg_type(0)):
+            self.error(node, f"{what} needs a builtin that takes one str; {entry.name}() takes "
+                       f"{entry.arity_text()}" + (f" ({describe_type(entry.arg_type(0))} first)"
+                                                    if entry.arg_types else ""))
+        elif entry.returns not in ("bool", "any"):
+            self.error(node, f"{what} needs a builtin that returns a bool; {entry.name}() returns "
+                       f"{describe_type(entry.returns)}")
+
+    def call(self, e: ast.Call, entry: Builtin, bound) -> tuple[str, Any]:
+        n = len(bound)
         if n < entry.min_args or (entry.max_args is not None and n > entry.max_args):
             self.error(e, f"{entry.name}() takes {entry.arity_text()}, got {n}")
             return entry.returns if "|" not in entry.returns else "any", _NOCONST
         ok = True
-        for i, (arg, (t, _)) in enumerate(zip(e.args, results)):
+        for i, (arg, (t, _)) in enumerate(bound):
             spec = entry.arg_type(i)
             if not static_fits(t, spec):
-                self.error(arg, f"{entry.name}() argument {i + 1} must be {describe_type(spec)}, got {describe_type(t)}")
+                self.error(arg or e, f"{entry.name}() argument {i + 1} must be {describe_type(spec)}, got {describe_type(t)}")
                 ok = False
             if t == "nextdist":
-                self.error(arg, "a next-token distribution cannot be passed to a function; sample it first")
+                self.error(arg or e, "a next-token distribution cannot be passed to a function; sample it first")
                 ok = False
-        if entry.name == "lm" and entry.needs_lm and n == 2 and results[1][0] == "constraint":
-            self.error(e.args[1], "lm(prompt, c) takes a sequence constraint (regex, grammar, json_schema, "
+        if entry.name == "lm" and entry.needs_lm and n == 2 and bound[1][1][0] == "constraint":
+            self.error(bound[1][0] or e, "lm(prompt, c) takes a sequence constraint (regex, grammar, json_schema, "
                        "choice); a token constraint goes on each token: tok ~ ctx.next_token() where ...")
             ok = False
-        if ok and entry.pure and all(v is not _NOCONST for _, v in results):
-            return self.fold(e, entry.call, tuple(v for _, v in results))
+        if ok and entry.pure and all(v is not _NOCONST for _, (_, v) in bound):
+            return self.fold(e, entry.call, tuple(v for _, (_, v) in bound))
         returns = entry.returns
         return (returns if "|" not in returns else "any"), _NOCONST
+
+
+def _statements(body):
+    """Every statement in ``body`` and the blocks inside it, in source order."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, ast.If):
+            for _, block in stmt.branches:
+                yield from _statements(block)
+            if stmt.orelse:
+                yield from _statements(stmt.orelse)
+        elif isinstance(stmt, (ast.For, ast.Repeat, ast.While, ast.Step)):
+            yield from _statements(stmt.body)
+
+
+def _fold(fn, args) -> tuple[str, Any, str | None]:
+    try:
+        value = fn(*args)  # operators and builtins return values as the language holds them
+    except CheckBudgetSpent:
+        return "any", _NOCONST, None
+    except OpError as exc:
+        return "any", _NOCONST, str(exc)
+    except RecursionError:
+        return "any", _NOCONST, None
+    except Exception as exc:  # pragma: no cover - a builtin misbehaving at check time
+        return "any", _NOCONST, f"{type(exc).__name__}: {brief(str(exc))}"
+    return value_type(value), value, None
 
 
 def check_program(program: ast.Program, registry: Registry, filename: str, source_lines: list[str],

@@ -6,7 +6,9 @@ An instruction is an opcode and up to three operands (closures, variable
 names, jump targets). Control flow is jumps: ``if`` is ``JUMP_IF_FALSE``
 over each branch; a loop's head (``FOR_NEXT``, ``REPEAT_NEXT``, or a
 ``while``'s ``JUMP_IF_FALSE``) leaves it, ``LOOP_BACK`` goes back to its
-head, ``break`` is a ``JUMP`` past it. A ``for``/``repeat`` loop keeps its
+head, ``break`` is a ``JUMP`` past it. A ``step:`` block is a ``STEP``
+(the step may end there) and its body, every instruction of which carries
+the outermost block in ``group`` (no step ends before them). A ``for``/``repeat`` loop keeps its
 state in the environment under a slot name (``%loop1`` ...), and the
 language model is there under :data:`LM_KEY`: names a program cannot write.
 :class:`~ppl.dsl.machine.SteerModel` runs the instructions.
@@ -21,12 +23,13 @@ from ..constraints import TokenConstraint
 from ..distributions import NextToken
 from ..errors import ModelError
 from . import ast
-from .builtins import Registry
-from .errors import Failure
+from .builtins import PREDICATE_TAKERS, Registry
+from .errors import DSLError, Failure
 from .operators import (
     OpError,
     attribute,
     binop,
+    check_depth,
     compare,
     index,
     method,
@@ -34,27 +37,31 @@ from .operators import (
     truth,
     unary,
 )
-from .values import show
+from .resolve import FILE_ARGUMENTS, lark_file, read_lark
+from .sampling import predicate, sample_spec
+from .values import brief, show
 
 LM_KEY = "%lm"  # the language model, in every environment (not a legal name)
 
 # opcodes
 (ASSIGN, SAMPLE, OBSERVE, CONDITION, FACTOR, TWIST, JUMP, JUMP_IF_FALSE, FOR_INIT, FOR_NEXT,
- REPEAT_INIT, REPEAT_NEXT, LOOP_BACK, FINISH, RETURN) = range(15)
+ REPEAT_INIT, REPEAT_NEXT, LOOP_BACK, FINISH, RETURN, STEP) = range(16)
 
 OPNAMES = ("ASSIGN SAMPLE OBSERVE CONDITION FACTOR TWIST JUMP JUMP_IF_FALSE FOR_INIT FOR_NEXT "
-           "REPEAT_INIT REPEAT_NEXT LOOP_BACK FINISH RETURN").split()
+           "REPEAT_INIT REPEAT_NEXT LOOP_BACK FINISH RETURN STEP").split()
 
 
 class Instr:
     """One instruction: ``op`` and up to three operands; ``node`` is the
     statement it comes from (for error places), ``loop`` the innermost loop
-    around it (for the step limit)."""
+    around it (for the step limit), ``group`` the outermost ``step:`` block
+    around it (None outside blocks)."""
 
-    __slots__ = ("op", "a", "b", "c", "node", "loop")
+    __slots__ = ("op", "a", "b", "c", "node", "loop", "group")
 
-    def __init__(self, op: int, a=None, b=None, c=None, node=None, loop=None):
+    def __init__(self, op: int, a=None, b=None, c=None, node=None, loop=None, group=None):
         self.op, self.a, self.b, self.c, self.node, self.loop = op, a, b, c, node, loop
+        self.group = group
 
     def __repr__(self) -> str:
         line = getattr(self.node, "line", "?")
@@ -104,6 +111,11 @@ class ExprCompiler(ast.Visitor):
             for x in items:
                 if isinstance(x, NextToken):
                     fail(e, "a next-token distribution cannot be put in a list")
+                if isinstance(x, tuple):
+                    try:
+                        return check_depth(items)
+                    except OpError as exc:
+                        fail(e, str(exc), cause=exc)
             return items
 
         return f
@@ -172,6 +184,35 @@ class ExprCompiler(ast.Visitor):
 
         return f
 
+    def visit_IfExp(self, e):
+        test, body, orelse = self.visit(e.test), self.visit(e.body), self.visit(e.orelse)
+        return lambda env: body(env) if truth(test(env)) else orelse(env)
+
+    def arguments(self, e: ast.Call, entry) -> list:
+        """The closures of a call's arguments in order (keywords bound to their
+        places; the checker reports what does not bind). A builtin function
+        named as the argument of ``token_predicate`` is its predicate; a
+        ``.lark`` file named in ``grammar`` is read beside the program
+        (:mod:`ppl.dsl.resolve`)."""
+        def arg(a):
+            if entry.name in PREDICATE_TAKERS and isinstance(a, ast.Name) and a.id in self.registry \
+                    and not self.registry[a.id].is_constant:
+                fn = predicate(self.registry[a.id])
+                return lambda env: fn
+            path = lark_file(a.value, self.fail.filename) if entry.name in FILE_ARGUMENTS \
+                and isinstance(a, ast.Const) else None
+            if path is not None:  # a grammar file beside the program: read once, now
+                text = read_lark(path)
+                return lambda env: text
+            return self.visit(a)
+
+        try:
+            return entry.bind([arg(a) for a in e.args], [(k.name, arg(k.value)) for k in e.keywords],
+                              default=lambda v: (lambda env: v))
+        except OpError as exc:
+            message = str(exc)
+            return [lambda env: self.fail(e, message)]
+
     def visit_UnaryOp(self, e):
         op = e.op
         return self._op(e, lambda a: unary(op, a), self.visit(e.operand))
@@ -228,7 +269,7 @@ class ExprCompiler(ast.Visitor):
                 fail(e, f"unknown function {name!r}")
 
             return missing
-        args = [self.visit(a) for a in e.args]
+        args = self.arguments(e, entry)
         needs_lm = entry.needs_lm
 
         def f(env):
@@ -244,6 +285,26 @@ class ExprCompiler(ast.Visitor):
         return f
 
 
+def guarded(f: Callable[[dict], Any], e: ast.Expr, fail: Failure) -> Callable[[dict], Any]:
+    """``f``, whose every failure is a located error: what an operator
+    reports is located where it happens; anything else (Python running out
+    of stack or memory, a bug) is reported at the statement's expression."""
+
+    def g(env):
+        try:
+            return f(env)
+        except DSLError:
+            raise
+        except RecursionError as exc:
+            fail(e, "the values here are nested too deeply to be worked on", cause=exc)
+        except MemoryError as exc:
+            fail(e, "there is not enough memory to build the value here (see the limit max_length)", cause=exc)
+        except Exception as exc:
+            fail(e, f"{type(exc).__name__} while working out this expression: {brief(str(exc))}", cause=exc)
+
+    return g
+
+
 class CodeGen(ast.Visitor):
     """Statements -> instructions, appended to ``code``."""
 
@@ -252,9 +313,10 @@ class CodeGen(ast.Visitor):
         self.code: list[Instr] = []
         self.loops: list[tuple[ast.Stmt, int, list[Instr]]] = []  # (loop, continue pc, breaks)
         self.slots = 0
+        self.group: ast.Step | None = None  # the outermost step: block being compiled
 
     def emit(self, op, a=None, b=None, c=None, node=None) -> Instr:
-        ins = Instr(op, a, b, c, node, self.loops[-1][0] if self.loops else None)
+        ins = Instr(op, a, b, c, node, self.loops[-1][0] if self.loops else None, self.group)
         self.code.append(ins)
         return ins
 
@@ -267,14 +329,13 @@ class CodeGen(ast.Visitor):
         return f"%loop{self.slots}"
 
     def closure(self, e: ast.Expr) -> Callable[[dict], Any]:
-        return self.expr.visit(e)
+        return guarded(self.expr.visit(e), e, self.expr.fail)
 
     def visit_Assign(self, s: ast.Assign) -> None:
         self.emit(ASSIGN, self.closure(s.value), s.target.id, node=s)
 
     def visit_Sample(self, s: ast.Sample) -> None:
-        where = self.closure(s.where) if s.where is not None else None
-        self.emit(SAMPLE, self.closure(s.dist), s.target.id, where, node=s)
+        self.emit(SAMPLE, sample_spec(s, self.closure, self.expr.registry, self.expr.fail), s.target.id, node=s)
 
     def visit_Observe(self, s: ast.Observe) -> None:
         self.emit(OBSERVE, self.closure(s.dist), self.closure(s.value), node=s)
@@ -302,6 +363,16 @@ class CodeGen(ast.Visitor):
 
     def visit_Continue(self, s: ast.Continue) -> None:
         self.emit(LOOP_BACK, self.loops[-1][1], node=s)
+
+    def visit_Step(self, s: ast.Step) -> None:
+        """The outermost block: ``STEP`` then its body; a nested one: its body."""
+        if self.group is not None:
+            self.block(s.body)
+            return
+        self.emit(STEP, node=s)
+        self.group = s
+        self.block(s.body)
+        self.group = None
 
     def visit_If(self, s: ast.If) -> None:
         ends = []

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from ..errors import PPLError
 
 
+SOURCE_WIDTH = 100  # characters of a source line shown under a message
+MESSAGE_WIDTH = 200  # a runtime message longer than this is cut in its middle
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem at ``filename:line:column`` (1-based). ``end_column`` (on
@@ -36,16 +40,25 @@ class Diagnostic:
         return f"{self.filename}:{self.line}:{self.column}"
 
     def format(self) -> str:
-        """``FILE:LINE:COL: message``, then the source line and a caret."""
+        """``FILE:LINE:COL: message``, then the source line and a caret (a
+        long line is cut to a window around the column)."""
         head = f"{self.location}: {self.message}"
         src = self.source_line.rstrip("\r\n")
         if not src.strip():
             return head
+        column, end = self.column, self.end_column
+        if len(src) > SOURCE_WIDTH:
+            start = max(column - 1 - SOURCE_WIDTH // 2, 0)
+            cut = src[start:start + SOURCE_WIDTH]
+            src = ("..." if start else "") + cut + ("..." if start + SOURCE_WIDTH < len(src) else "")
+            shift = start - (3 if start else 0)
+            column -= shift
+            end = None if end is None else end - shift
         # keep the line's own tabs so the caret lines up in a terminal
-        lead = "".join(ch if ch == "\t" else " " for ch in src[: max(self.column - 1, 0)])
+        lead = "".join(ch if ch == "\t" else " " for ch in src[: max(column - 1, 0)])
         width = 1
-        if self.end_column is not None and self.end_column > self.column:
-            width = min(self.end_column - self.column, max(len(src) - self.column + 1, 1))
+        if end is not None and end > column:
+            width = min(end - column, max(len(src) - column + 1, 1))
         return f"{head}\n    {src}\n    {lead}{'^' * width}"
 
     def __str__(self) -> str:
@@ -104,6 +117,9 @@ class Failure:
         if column is None and end is None and getattr(node, "end_line", None) == line:
             end = node.end_column
         src = self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
+        if len(message) > MESSAGE_WIDTH:
+            keep = (MESSAGE_WIDTH - 30) // 2
+            message = f"{message[:keep]}... [{len(message) - 2 * keep} more characters] ...{message[-keep:]}"
         return Diagnostic(self.filename, line, col, message, src, end)
 
     def __call__(self, node, message: str, column: int | None = None, cause=None, end: int | None = None):

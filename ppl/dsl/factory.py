@@ -14,16 +14,16 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ArgumentError
 from . import ast
 from .builtins import BUILTINS, Registry
 from .checker import constant
 from .codegen import LM_KEY, CompiledProgram
 from .errors import DSLArgumentError
-from .machine import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_STEPS, SteerModel
+from .limits import MAX_DEPTH, Limits
+from .machine import SteerModel
 from .parser import parse
 from .types import PARAM_TYPES, fits, value_type
-from .values import freeze, show
+from .values import depth, freeze, short, show
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,32 @@ class ProgramFactory:
     :class:`SteerModel`) that every inference routine accepts.
 
     ``name``, ``params`` (:class:`Param` s, in order), ``filename``,
-    ``source``; ``convert_arg(name, text)`` turns a command-line string into
-    the value of a declared parameter."""
+    ``source``, ``limits`` (:class:`~ppl.dsl.limits.Limits`, also read as
+    ``max_steps`` ...); ``convert_arg(name, text)`` turns a command-line
+    string into the value of a declared parameter."""
 
     __ppl_program__ = True
 
-    def __init__(self, program: CompiledProgram, *, max_steps: int = DEFAULT_MAX_STEPS,
-                 max_iterations: int = DEFAULT_MAX_ITERATIONS):
+    def __init__(self, program: CompiledProgram, *, limits: Limits | None = None):
         self._program = program
         self.name = self.__name__ = self.__qualname__ = program.name
         self.params = program.params
         self.filename = program.filename
         self.source = program.source
         self.__doc__ = program.doc
-        self.max_steps = max_steps
-        self.max_iterations = max_iterations
+        self.limits = limits if limits is not None else Limits()
+
+    @property
+    def max_steps(self) -> int:
+        return self.limits.max_steps
+
+    @property
+    def max_iterations(self) -> int:
+        return self.limits.max_iterations
+
+    @property
+    def time_limit(self) -> float | None:
+        return self.limits.time_limit
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -89,18 +100,16 @@ class ProgramFactory:
 
     def __repr__(self) -> str:
         params = ", ".join(
-            p.name + (f": {p.type}" if p.type else "") + (f" = {p.default!r}" if p.has_default else "")
+            p.name + (f": {p.type}" if p.type else "") + (f" = {short(p.default)}" if p.has_default else "")
             for p in self.params
         )
         return f"<steer program {self.name}({params}) from {self.filename}>"
 
-    def with_limits(self, *, max_steps: int | None = None, max_iterations: int | None = None) -> "ProgramFactory":
-        """The same program with other run limits."""
-        return ProgramFactory(
-            self._program,
-            max_steps=self.max_steps if max_steps is None else positive(max_steps, "max_steps"),
-            max_iterations=self.max_iterations if max_iterations is None else positive(max_iterations, "max_iterations"),
-        )
+    def with_limits(self, limits: Limits | None = None, **changes) -> "ProgramFactory":
+        """The same program with other run limits: a whole ``Limits``, or
+        some of them by name (``max_steps=``, ``time_limit=`` ...)."""
+        base = limits if limits is not None else self.limits
+        return ProgramFactory(self._program, limits=base.updated(**changes))
 
     def __call__(self, lm=None, *args, **kwargs) -> SteerModel:
         params = self.params
@@ -132,7 +141,7 @@ class ProgramFactory:
                     f"{self.name} needs a value for parameter {p.name!r}"
                     + (f" ({p.type})" if p.type else "")
                 )
-        return SteerModel(self._program, env, max_steps=self.max_steps, max_iterations=self.max_iterations)
+        return SteerModel(self._program, env, limits=self.limits)
 
     def _coerce(self, p: Param, value: Any) -> Any:
         where = f"{self.filename}:{p.line}:{p.column}"
@@ -146,6 +155,11 @@ class ProgramFactory:
                 f"{self.name}: parameter {p.name!r} must be {p.type}, got {show(value)} "
                 f"(declared at {where})"
             )
+        if isinstance(value, (str, tuple)) and len(value) > self.limits.max_length:
+            raise DSLArgumentError(f"{self.name}: parameter {p.name!r} has {len(value)} elements, more than "
+                                   f"the limit of {self.limits.max_length} (max_length)")
+        if isinstance(value, tuple) and depth(value) > MAX_DEPTH:
+            raise DSLArgumentError(f"{self.name}: parameter {p.name!r} holds lists nested more than {MAX_DEPTH} deep")
         if not _plain(value):
             raise DSLArgumentError(
                 f"{self.name}: parameter {p.name!r} got {show(value)}; parameters take str, int, "
@@ -202,8 +216,3 @@ def _parse_literal_list(text: str) -> tuple:
         raise ValueError("write a list literal such as [1, 2] or [\"a\", \"b\"]")
     return value
 
-
-def positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArgumentError(f"{name} must be an int >= 1, got {value!r}")
-    return value

@@ -19,26 +19,33 @@ observe of a language-model token (``x ~ ctx.next_token() ...``,
 the program does after it, up to its next token primitive: the interpreter
 stops *before* that primitive, with ``_pc`` on it, and the next step starts
 there. (The first step also holds everything before the first token.) A
-step that reaches ``finish``, ``return`` or the end of the program finishes
-the particle.
+``step:`` block counts as one token primitive: the step ends before it when
+the step already had one, and never inside it, so every primitive in the
+block (and in blocks nested in it) belongs to one step, as in ``async with
+ppl.step():``. A step that reaches ``finish``, ``return`` or the end of the
+program finishes the particle.
 
-**Limits.** A particle may take at most ``max_steps`` steps (default 4096);
-between two language-model tokens the loops may turn at most
-``max_iterations`` times (default 100000). Going past either raises
-:class:`~ppl.dsl.errors.DSLRuntimeError` at the loop's line. Every runtime
-error of a program (an index out of range, a division by zero, a wrong
-argument type) is a ``DSLRuntimeError`` naming ``FILE:LINE:COL``.
+**Limits** (:class:`~ppl.dsl.limits.Limits`). A particle may take at most
+``max_steps`` steps (default 4096); between two language-model tokens the
+loops may turn at most ``max_iterations`` times (default 100000), and one
+step (``step:`` block) may take at most ``max_steps`` tokens; one step
+may do at most ``max_operations`` units of work, and a run (counted from
+its first step; clones share the clock) may last ``time_limit`` seconds.
+Each step runs under a :class:`~ppl.dsl.limits.Budget`, which the operators
+and builtins charge and which bounds what they build. Going past a limit
+raises :class:`~ppl.dsl.errors.DSLRuntimeError` at the line running. Every
+runtime error of a program (an index out of range, a division by zero, a
+wrong argument type, Python running out of stack) is a ``DSLRuntimeError``
+naming ``FILE:LINE:COL``.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from ..constraints import SequenceConstraint, TokenConstraint, as_token_constraint
 from ..context import LMContext
 from ..distributions import Distribution, NextToken, TextContinuation, Token
-from ..errors import ModelError
+from ..errors import BackendError, ModelError
 from ..model import Model
 from .codegen import (
     ASSIGN,
@@ -55,36 +62,32 @@ from .codegen import (
     REPEAT_NEXT,
     RETURN,
     SAMPLE,
+    STEP,
     TWIST,
     CompiledProgram,
     Instr,
 )
-from .errors import DSLRuntimeError
+from .env_copy import contexts_in as _contexts_in
+from .env_copy import copy_value as _copy_value
+from .errors import DSLError, DSLRuntimeError
+from .limits import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_STEPS,
+    Budget,
+    LimitError,
+    Limits,
+    OpError,
+    RunClock,
+    budget,
+    using,
+)
 from .operators import truth
+from .sampling import TOKEN_DISTS
 from .stdlib import to_text
-from .values import EOS, freeze, is_number, show
+from .token_values import token_id as token_id_of
+from .values import brief, freeze, is_number, short, show
 
-DEFAULT_MAX_STEPS = 4096
-DEFAULT_MAX_ITERATIONS = 100_000
-
-
-def _copy_value(v, memo: dict):
-    if isinstance(v, LMContext):
-        new = memo.get(id(v))
-        if new is None:
-            new = memo[id(v)] = copy.copy(v)
-        return new
-    if isinstance(v, tuple) and v and any(isinstance(x, (LMContext, tuple)) for x in v):
-        return tuple(_copy_value(x, memo) for x in v)
-    return v
-
-
-def _contexts_in(v, out: list) -> None:
-    if isinstance(v, LMContext):
-        out.append(v)
-    elif isinstance(v, tuple):
-        for x in v:
-            _contexts_in(x, out)
+__all__ = ["DEFAULT_MAX_ITERATIONS", "DEFAULT_MAX_STEPS", "SteerModel"]
 
 
 class SteerModel(Model):
@@ -92,21 +95,32 @@ class SteerModel(Model):
     docstring). ``value`` is what it returned (or, after ``finish``, the text
     of the context it last drew a token from)."""
 
-    def __init__(self, program: CompiledProgram, env: dict, *, max_steps: int = DEFAULT_MAX_STEPS,
-                 max_iterations: int = DEFAULT_MAX_ITERATIONS):
+    def __init__(self, program: CompiledProgram, env: dict, *, limits: Limits | None = None):
         super().__init__()
         self._program = program
         self._env = env
         self._pc = 0
         self._token_in_step = False
         self._turns = 0  # loop turns in this step
+        self._block_tokens = 0  # tokens taken in step: blocks in this step
         self._last_ctx: LMContext | None = None
         self.program_name = program.name
         self.value: Any = None
-        self.max_steps = max_steps
-        self.max_iterations = max_iterations
+        self.limits = limits if limits is not None else Limits()
+        self._clock: RunClock | None = None  # the run's wall clock, shared by clones
+
+    @property
+    def max_steps(self) -> int:
+        return self.limits.max_steps
+
+    @property
+    def max_iterations(self) -> int:
+        return self.limits.max_iterations
 
     def clone(self) -> "SteerModel":
+        clock = self._clock
+        if clock is None or (clock.started and self._steps == 0):  # a root that starts a new run
+            self._clock = RunClock(self.limits.time_limit)
         new = object.__new__(type(self))
         state = self.__dict__.copy()
         memo: dict = {}
@@ -131,7 +145,7 @@ class SteerModel(Model):
         return f"<{self.program_name} running>"
 
     def __repr__(self) -> str:
-        state = f"value={self.value!r}" if self.done else f"at line {self._line()}"
+        state = f"value={short(self.value)}" if self.done else f"at line {self._line()}"
         return f"<{self.program_name} particle, {state}, log_weight={self.log_weight:.4g}>"
 
     def _line(self) -> int:
@@ -158,9 +172,16 @@ class SteerModel(Model):
         code = self._program.code
         if self._steps > self.max_steps:
             self._step_limit(code)
+        if self._clock is None:
+            self._clock = RunClock(self.limits.time_limit)
         self._token_in_step = False
         self._turns = 0
-        pc = self._pc
+        self._block_tokens = 0
+        with using(Budget(self.limits, deadline=self._clock.start())) as budget:
+            self._check(budget.check_clock, code[self._pc] if self._pc < len(code) else None)
+            await self._run(code, self._pc)
+
+    async def _run(self, code: list[Instr], pc: int | None) -> None:
         n = len(code)
         run = self._RUN
         while pc is not None:
@@ -172,7 +193,20 @@ class SteerModel(Model):
             if ins.op in _AWAITED:
                 pc = await run[ins.op](self, ins, pc)
             else:
-                pc = run[ins.op](self, ins, pc)
+                pc = self._check(run[ins.op], ins, self, ins, pc)
+
+    def _check(self, fn, ins: Instr | None, *args):
+        """``fn(*args)``, its failures located at ``ins``: a limit reached, or
+        anything else a program statement ran into (never a bare Python error)."""
+        try:
+            return fn(*args)
+        except DSLError:
+            raise
+        except LimitError as exc:
+            self._fail(ins.node if ins is not None else None, str(exc), cause=exc)
+        except (RecursionError, MemoryError, ArithmeticError, ValueError, TypeError, LookupError) as exc:
+            self._fail(ins.node if ins is not None else None,
+                       f"{type(exc).__name__} while running this statement: {brief(str(exc))}", cause=exc)
 
     def _step_limit(self, code: list[Instr]) -> None:
         pc = self._pc
@@ -197,6 +231,7 @@ class SteerModel(Model):
         return ins.a
 
     def _op_loop_back(self, ins: Instr, pc: int) -> int:
+        budget().charge(1)
         self._turns += 1
         if self._turns > self.max_iterations:
             loop = ins.loop
@@ -208,26 +243,27 @@ class SteerModel(Model):
     async def _op_sample(self, ins: Instr, pc: int) -> int | None:
         env = self._env
         try:
-            dist = ins.a(env)
-            if ins.c is not None:
-                dist = self._where(dist, ins.c(env), ins.node)
+            dist, proposal = ins.a(env)
         except DSLRuntimeError:
-            if self._token_in_step:  # report it in the step that runs this line
+            if self._ends_before(ins):  # report it in the step that runs this line
                 return self._stop(pc)
             raise
         if not isinstance(dist, Distribution):
             self._fail(ins.node, "the right of '~' must be a distribution, such as ctx.next_token() "
                        f"or bernoulli(0.5); got {show(dist)}")
-        if isinstance(dist, NextToken):
-            if self._token_in_step:
+        if isinstance(dist, TOKEN_DISTS):
+            if self._ends_before(ins):
                 return self._stop(pc)  # the step ends before its second token
-            self._token_in_step = True
-            self._last_ctx = dist.context
+            self._took_token(ins, dist.context)
         self._pc = pc
         try:
-            value = await self.sample(dist)
-        except ModelError as exc:
-            self._fail(ins.node, str(exc), cause=exc)
+            value = await self.sample(dist, proposal)
+        except (ModelError, OpError) as exc:  # OpError: a predicate builtin failed
+            self._fail(ins.node, brief(str(exc)), cause=exc)
+        except _VALUE_ERRORS as exc:
+            if isinstance(dist, TOKEN_DISTS) or isinstance(exc, BackendError):
+                raise  # the language model failed, not the program
+            self._fail(ins.node, f"{type(exc).__name__} drawing from {show(dist)}: {brief(str(exc))}", cause=exc)
         env[ins.b] = freeze(value)
         return pc + 1
 
@@ -236,7 +272,7 @@ class SteerModel(Model):
         try:
             dist, value = ins.a(env), ins.b(env)
         except DSLRuntimeError:
-            if self._token_in_step:  # report it in the step that runs this line
+            if self._ends_before(ins):  # report it in the step that runs this line
                 return self._stop(pc)
             raise
         if await self._observe(ins, dist, value, pc) is False:
@@ -296,9 +332,38 @@ class SteerModel(Model):
         self._pc = pc
         try:
             (self.factor if op == FACTOR else self.twist)(float(value))
+        except OverflowError:
+            self._fail(ins.node, f"{'factor' if op == FACTOR else 'twist'} of {show(value)}: "
+                       "the number is too large for a log weight")
         except ModelError as exc:
-            self._fail(ins.node, str(exc), cause=exc)
+            self._fail(ins.node, brief(str(exc)), cause=exc)
         return pc + 1
+
+    def _op_step(self, ins: Instr, pc: int) -> int | None:
+        """Enter an outermost ``step:`` block: the step ends here if it had a
+        token primitive; else the block is its token primitive."""
+        if self._token_in_step:
+            return self._stop(pc)
+        self._token_in_step = True
+        return pc + 1
+
+    def _ends_before(self, ins: Instr) -> bool:
+        """Whether the step ends before this token primitive: it had one
+        already, and ``ins`` is not in a ``step:`` block."""
+        return self._token_in_step and ins.group is None
+
+    def _took_token(self, ins: Instr, ctx: LMContext) -> None:
+        """Record a token primitive on ``ctx``; in a block, the loops'
+        turns count from it and the block's tokens are bounded by max_steps."""
+        self._token_in_step = True
+        self._last_ctx = ctx
+        if ins.group is not None:
+            self._turns = 0
+            self._block_tokens += 1
+            if self._block_tokens > self.max_steps:
+                self._fail(ins.group, f"the step block at line {ins.group.line} took more than "
+                           f"{self.max_steps} language-model tokens in one step; if that is intended, "
+                           "raise the limit (max_steps, ppl run --max-steps)")
 
     def _op_return(self, ins: Instr, pc: int) -> None:
         value = ins.a(self._env)
@@ -319,36 +384,24 @@ class SteerModel(Model):
         FACTOR: _op_factor, TWIST: _op_factor, JUMP: _op_jump, JUMP_IF_FALSE: _op_jump_if_false,
         FOR_INIT: _op_for_init, FOR_NEXT: _op_for_next, REPEAT_INIT: _op_repeat_init,
         REPEAT_NEXT: _op_repeat_next, LOOP_BACK: _op_loop_back, FINISH: _op_finish, RETURN: _op_return,
+        STEP: _op_step,
     }
-
-    def _where(self, dist, constraint, node):
-        if isinstance(constraint, SequenceConstraint):
-            self._fail(node.where, f"{constraint!r} constrains a whole text, not one token: attach it "
-                       "to the context, ctx = lm(prompt, constraint)")
-        if not isinstance(dist, NextToken):
-            self._fail(node.dist, "'where' applies only to a next-token distribution (ctx.next_token()); "
-                       f"got {show(dist)}")
-        try:
-            return dist.where(constraint if isinstance(constraint, TokenConstraint) else as_token_constraint(constraint))
-        except (ValueError, ModelError) as exc:
-            self._fail(node.where, f"'where' needs a token constraint such as lacks(\"e\"); {exc}", cause=exc)
 
     async def _observe(self, ins: Instr, dist, value, pc: int):
         """Run an observe; False if the step must end before it."""
         node = ins.node
         if isinstance(dist, LMContext):
-            return await self._observe_context(node, dist, value, pc)
+            return await self._observe_context(ins, dist, value, pc)
         if isinstance(dist, NextToken):
-            if self._token_in_step:
+            if self._ends_before(ins):
                 return False
-            token_id = self._token_id(dist, value, node)
-            self._token_in_step = True
-            self._last_ctx = dist.context
+            token_id = token_id_of(dist, value, node, self._fail)
+            self._took_token(ins, dist.context)
             self._pc = pc
             try:
                 await self.observe(dist, token_id)
             except ModelError as exc:
-                self._fail(node, str(exc), cause=exc)
+                self._fail(node, brief(str(exc)), cause=exc)
             return True
         if not isinstance(dist, Distribution):
             self._fail(node.dist, "observe needs a distribution (e.g. ctx.next_token(), bernoulli(0.7)) "
@@ -357,43 +410,29 @@ class SteerModel(Model):
         try:
             await self.observe(dist, value)
         except ModelError as exc:
-            self._fail(node, str(exc), cause=exc)
+            self._fail(node, brief(str(exc)), cause=exc)
+        except _VALUE_ERRORS as exc:  # a simple distribution, no language model involved
+            if isinstance(exc, BackendError):
+                raise
+            self._fail(node, f"{type(exc).__name__} observing {short(value)}: {brief(str(exc))}", cause=exc)
         return True
 
-    async def _observe_context(self, node, ctx: LMContext, text, pc: int):
+    async def _observe_context(self, ins: Instr, ctx: LMContext, text, pc: int):
         """``observe ctx = "text"``: the context continues with ``text``."""
-        if self._token_in_step:
+        node = ins.node
+        if self._ends_before(ins):
             return False
         if not isinstance(text, str):
             self._fail(node.value, "observing a context needs the text it continues with, a str; "
                        f"got {show(text)}")
-        self._token_in_step = True
-        self._last_ctx = ctx
+        self._took_token(ins, ctx)
         self._pc = pc
         try:
             await self.observe(TextContinuation(ctx), text)
         except (ModelError, ValueError) as exc:
-            self._fail(node, f"observe {ctx!r} = {text!r}: {exc}", cause=exc)
+            self._fail(node, f"observe {ctx!r} = {short(text)}: {brief(str(exc))}", cause=exc)
         return True
-
-    def _token_id(self, dist: NextToken, value, node) -> int:
-        lm = dist.context.lm
-        if isinstance(value, Token):
-            return value.id
-        if value is EOS:
-            return lm.eos_token_id
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                ids = [int(t) for t in lm.encode(value)]
-            except Exception as exc:
-                self._fail(node.value, f"cannot tokenise {value!r}: {exc}", cause=exc)
-            if len(ids) != 1:
-                self._fail(node.value, f"{value!r} is {len(ids)} tokens, not one; to observe a whole string, "
-                           "observe the context: observe ctx = \"...\"")
-            return ids[0]
-        self._fail(node.value, f"a next token is observed as a token, its text, its id or EOS; got {show(value)}")
 
 
 _AWAITED = frozenset({SAMPLE, OBSERVE})
+_VALUE_ERRORS = (ArithmeticError, ValueError, TypeError, LookupError)

@@ -19,14 +19,10 @@ import numpy as np
 from ..constraints import TokenConstraint
 from ..context import LMContext
 from ..distributions import Token
-from .values import EOS, is_int, is_number, show, type_name
+from .limits import MAX_DEPTH, OpError, budget
+from .values import EOS, depth, is_int, is_number, show, type_name
 
-MAX_LENGTH = 10_000_000  # longest string or list an operator may build
-MAX_INT_BITS = 100_000  # largest integer ``**`` may build
-
-
-class OpError(Exception):
-    """An operator or builtin failed; ``str()`` is the user's message."""
+__all__ = ["OpError"]  # with the operators below
 
 
 def _textual(value: Any) -> str | None:
@@ -53,7 +49,10 @@ def eq(a: Any, b: Any) -> bool:
             return b.id == a
         return False
     if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(eq(x, y) for x, y in zip(a, b))
+        if len(a) != len(b):
+            return False
+        budget().charge(len(a))
+        return all(eq(x, y) for x, y in zip(a, b))
     try:
         return bool(a == b)
     except Exception:  # exotic builtin values
@@ -78,8 +77,10 @@ def contains(container: Any, item: Any) -> bool:
             raise OpError(
                 f"'in' on a {type_name(container)} needs a string on the left, got {show(item)}"
             )
+        budget().bulk(len(text))
         return sub in text
     if isinstance(container, tuple):
+        budget().charge(len(container))
         return any(eq(item, x) for x in container)
     raise OpError(f"'in' needs a string or a list on the right, got {show(container)}")
 
@@ -103,6 +104,7 @@ def compare(op: str, a: Any, b: Any) -> bool:
     if ta is not None and tb is not None:
         return bool(fn(ta, tb))
     if isinstance(a, tuple) and isinstance(b, tuple):
+        budget().bulk(min(len(a), len(b)))
         try:
             return bool(fn(a, b))
         except TypeError:
@@ -110,59 +112,83 @@ def compare(op: str, a: Any, b: Any) -> bool:
     raise OpError(f"cannot compare {type_name(a)} and {type_name(b)} with {op}")
 
 
-def _check_length(n: int, what: str) -> None:
-    if n > MAX_LENGTH:
-        raise OpError(f"{what} would have {n} elements, more than the limit of {MAX_LENGTH}")
+def _arith(op: str, a, b):
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        if is_int(a) and is_int(b):  # checked before it is built
+            budget().int_bits(abs(a).bit_length() + abs(b).bit_length(), f"{show(a)} * {show(b)}")
+        return a * b
+    if op == "/":
+        return a / b
+    if op == "//":
+        return a // b
+    if op == "%":
+        return a % b
+    return power(a, b)
 
 
-def binop(op: str, a: Any, b: Any) -> Any:
-    """``a op b`` for ``+ - * / // % **``."""
-    if is_number(a) and is_number(b):
-        try:
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if op == "/":
-                return a / b
-            if op == "//":
-                return a // b
-            if op == "%":
-                return a % b
-            if op == "**":
-                return power(a, b)
-        except ZeroDivisionError:
-            raise OpError("division by zero" if op == "/" else f"division by zero in {op}") from None
-        except OverflowError:
-            raise OpError(f"the result of {op} is too large") from None
+def _numbers(op: str, a, b):
+    try:
+        result = _arith(op, a, b)
+    except ZeroDivisionError:
+        raise OpError("division by zero" if op == "/" else f"division by zero in {op}") from None
+    except OverflowError:
+        raise OpError(f"the result of {op} is too large") from None
+    if op in ("+", "-") and is_int(result):  # these grow by a bit at a time: checked after
+        b = budget()
+        if result.bit_length() > b.limits.max_int_bits:
+            b.int_bits(result.bit_length())
+    return result
+
+
+def _sequences(op: str, a, b):
     if op == "+":
         ta, tb = _textual(a), _textual(b)
         if ta is not None and tb is not None:
-            _check_length(len(ta) + len(tb), "the string")
+            budget().length(len(ta) + len(tb), "string")
             return ta + tb
         if isinstance(a, tuple) and isinstance(b, tuple):
-            _check_length(len(a) + len(b), "the list")
+            budget().length(len(a) + len(b), "list")
             return a + b
     if op == "*":
         seq, n = (a, b) if isinstance(a, (str, tuple)) else (b, a)
         if isinstance(seq, (str, tuple)) and is_int(n):
-            _check_length(len(seq) * max(n, 0), "the " + type_name(seq))
+            budget().length(len(seq) * max(n, 0), "string" if isinstance(seq, str) else "list")
             return seq * n
-    raise OpError(f"unsupported operand types for {op}: {type_name(a)} and {type_name(b)}")
+    return None
+
+
+def binop(op: str, a: Any, b: Any) -> Any:
+    """``a op b`` for ``+ - * / // % **``; every result is checked against
+    the running :class:`~ppl.dsl.limits.Limits` before it is built."""
+    if is_number(a) and is_number(b):
+        return _numbers(op, a, b)
+    result = _sequences(op, a, b)
+    if result is None:
+        raise OpError(f"unsupported operand types for {op}: {type_name(a)} and {type_name(b)}")
+    return result
+
+
+def check_depth(value: tuple) -> tuple:
+    """``value`` if its lists are nested at most :data:`MAX_DEPTH` deep."""
+    if depth(value) > MAX_DEPTH:
+        raise OpError(f"lists nested more than {MAX_DEPTH} deep cannot be built")
+    return value
 
 
 def power(a, b):
     if is_int(a) and is_int(b) and b > 0 and abs(a) > 1:
-        if b * math.log2(abs(a)) > MAX_INT_BITS:
-            raise OpError(f"{a} ** {b} is too large")
+        bits = b * math.log2(abs(a)) if b < 1 << 64 else math.inf
+        budget().int_bits(int(bits) + 1 if bits != math.inf else 1 << 64, f"{show(a)} ** {show(b)}")
     try:
         result = a ** b
     except ZeroDivisionError:
         raise OpError("0 cannot be raised to a negative power") from None
     if isinstance(result, complex):
-        raise OpError(f"{a} ** {b} is not a real number")
+        raise OpError(f"{show(a)} ** {show(b)} is not a real number")
     return result
 
 
@@ -193,7 +219,9 @@ def slice_(value: Any, lo: Any, hi: Any) -> Any:
     for bound in (lo, hi):
         if bound is not None and not is_int(bound):
             raise OpError(f"slice bounds must be ints, got {show(bound)}")
-    return value[lo:hi]
+    result = value[lo:hi]
+    budget().bulk(len(result))
+    return result
 
 
 CONTEXT_PROPERTIES = ("text", "tokens")
@@ -206,10 +234,9 @@ def attribute(value: Any, name: str) -> Any:
     """The whitelisted properties: ``ctx.text``, ``ctx.tokens``, ``tok.text``,
     ``tok.id``, ``tok.is_eos``. Nothing else of Python is reachable."""
     if isinstance(value, LMContext):
-        if name == "text":
-            return value.text
-        if name == "tokens":
-            return tuple(value.tokens)
+        if name in CONTEXT_PROPERTIES:
+            budget().bulk(len(value))
+            return value.text if name == "text" else tuple(value.tokens)
         if name in CONTEXT_METHODS:
             raise OpError(f"{name} is a method: write .{name}()")
         raise OpError(

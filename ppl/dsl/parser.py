@@ -30,6 +30,7 @@ from .layout import LayoutError, SteerIndenter
 from .syntax_errors import syntax_message
 
 MAX_SYNTAX_ERRORS = 20
+MAX_PARSED_CHARS = 150_000  # recovery from syntax errors re-parses; this bounds the work of one check
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,7 +112,7 @@ def _from_rule(inline: bool, meta: bool):
 
 #: statements whose rule is named after the node with ``_stmt`` added
 #: (``return_stmt`` builds a :class:`~ppl.dsl.ast.Return`)
-_STMT_RULES = ("return", "break", "continue", "pass", "for", "repeat", "while")
+_STMT_RULES = ("return", "break", "continue", "pass", "for", "repeat", "while", "step")
 
 
 @v_args(meta=True)
@@ -202,7 +203,11 @@ class ToAST(Transformer):
 
     def method_call(self, meta, children):
         value, name, args = children
-        return ast.MethodCall(value, name.id, args or (), attr_column=name.column, **_pos(meta))
+        positional, keywords = args or ((), ())
+        for k in keywords:
+            self.problems.append((k.line, k.column, k.column + len(k.name),
+                                  f"{name.id}() takes no keyword arguments"))
+        return ast.MethodCall(value, name.id, positional, attr_column=name.column, **_pos(meta))
 
     def attribute(self, meta, children):
         value, name = children
@@ -210,7 +215,41 @@ class ToAST(Transformer):
 
     def call(self, meta, children):
         name, args = children
-        return ast.Call(name, args or (), **_pos(meta))
+        positional, keywords = args or ((), ())
+        return ast.Call(name, positional, keywords, **_pos(meta))
+
+    def call_args(self, meta, children):
+        """Positional arguments, then keyword arguments (``(args, keywords)``)."""
+        first_kw = next((i for i, c in enumerate(children) if isinstance(c, ast.Keyword)), len(children))
+        positional = tuple(children[:first_kw])  # a stray one after a keyword is reported, then dropped
+        keywords = tuple(c for c in children if isinstance(c, ast.Keyword))
+        for c in children[first_kw:]:
+            if not isinstance(c, ast.Keyword):
+                self.problems.append((c.line, c.column, c.end_column if c.end_line == c.line else c.column + 1,
+                                      "a positional argument cannot follow a keyword argument"))
+        return positional, keywords
+
+    def keyword(self, meta, children):
+        name, value = children
+        return ast.Keyword(name.id, value, **_span(name, value))
+
+    def if_exp(self, meta, children):
+        body, test, orelse = children
+        return ast.IfExp(test, body, orelse, **_span(body, orelse))
+
+    def sample(self, meta, children):
+        target, dist, where, checked, proposal = children
+        q, q_where = proposal if proposal is not None else (None, None)
+        return ast.Sample(target, dist, where, checked, q, q_where, **_pos(meta))
+
+    def where_clause(self, meta, children):
+        return children[0]
+
+    def checked_clause(self, meta, children):
+        return children[0]
+
+    def proposal_clause(self, meta, children):
+        return children[0], children[1]
 
     def args(self, meta, children):
         return tuple(children)
@@ -259,6 +298,7 @@ def parse(text: str, filename: str = "<string>") -> tuple[ast.Program | None, li
         src = source_lines[line - 1] if 1 <= line <= len(source_lines) else ""
         return Diagnostic(filename, line, column, message, src, end)
 
+    parsed = 0  # characters read by failed attempts: a long text with many late errors is re-read only a few times
     while True:
         current = "\n".join(lines)
         if not current.endswith("\n"):
@@ -267,6 +307,7 @@ def parse(text: str, filename: str = "<string>") -> tuple[ast.Program | None, li
             tree = parser.parse(current)
         except (LayoutError, UnexpectedInput) as exc:
             line_no, column, end, message = _describe(exc, current, parser)
+            parsed += sum(len(ln) + 1 for ln in lines[:line_no])  # what this attempt read
             if line_no in replaced:
                 return None, diagnostics, broken_names
             diagnostics.append(diag(line_no, column, end, message))
@@ -282,7 +323,7 @@ def parse(text: str, filename: str = "<string>") -> tuple[ast.Program | None, li
             for line, column, end, message in transformer.problems:
                 diagnostics.append(diag(line, column, end, message))
             return program, diagnostics, broken_names
-        if len(diagnostics) >= MAX_SYNTAX_ERRORS or not _replace(lines, line_no, replaced):
+        if len(diagnostics) >= MAX_SYNTAX_ERRORS or parsed > MAX_PARSED_CHARS or not _replace(lines, line_no, replaced):
             return None, diagnostics, broken_names
         broken_names.update(_IDENT.findall(source_lines[line_no - 1]))
 

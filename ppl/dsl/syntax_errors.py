@@ -85,9 +85,11 @@ SYNTAX_EXAMPLES: dict[str, list[str]] = {
         _body("condition 1 < n < 3"),
         _body("x = n in [1] == True"),
     ],
-    "keyword arguments are not supported: pass arguments by position": [
-        _body("x = lm(prompt='x')"),
-        _body("x = ctx.next_token(k=1)"),
+    "'step' is a word of the language, not a name: 'step:' opens a block whose primitives make "
+    "one SMC step; choose another name": [
+        _body("step = 1"),
+        _body("step ~ bernoulli(0.5)"),
+        _body("step += 1"),
     ],
     "a .steer file must start with a header: program NAME(PARAMETERS):": [
         "x = 1\n",
@@ -337,7 +339,7 @@ def _generic_message(exc: UnexpectedToken, text: str, parser: Lark) -> Place:
     accepts = set(exc.accepts or exc.expected or ())
     if str(tok) == "=" and "EQUAL" not in accepts and "NAME" not in accepts:
         if _unclosed_bracket(text, tok.start_pos) is not None and "RPAR" in accepts:
-            return line, column, end, "keyword arguments are not supported: pass arguments by position"
+            return line, column, end, "'=' inside brackets: a keyword argument is NAME=VALUE in a call; compare with '=='"
         return line, column, end, "use '==' to compare; '=' assigns a value"
     if tok.type == "_INDENT":
         return line, column, end, "unexpected indentation: this line is indented more than the block it is in"

@@ -12,6 +12,7 @@ What the operators do with them is :mod:`ppl.dsl.operators`.
 
 from __future__ import annotations
 
+import reprlib
 from numbers import Integral, Real
 from typing import Any
 
@@ -72,12 +73,35 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxtuple, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 3, 8, 8, 60, 60
+
+
 def show(value: Any, width: int = 40) -> str:
-    """A short description of a value for messages: ``str 'abc'``."""
-    text = repr(value) if not isinstance(value, Token) else f"token {value.text!r}"
+    """A short description of a value for messages: ``str 'abc'`` (however
+    big the value: only its start is ever turned into text)."""
+    if is_int(value) and value.bit_length() > 200:
+        return f"int of {value.bit_length()} bits"
+    text = _SHORT.repr(value) if not isinstance(value, Token) else f"token {_SHORT.repr(value.text)}"
     if len(text) > width:
         text = text[: width - 3] + "..."
     return text if isinstance(value, Token) else f"{type_name(value)} {text}"
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut short (only its start is ever made)."""
+    if is_int(value) and value.bit_length() > 200:
+        return f"<int of {value.bit_length()} bits>"
+    return _SHORT.repr(value)
+
+
+def brief(text: str, limit: int = 160) -> str:
+    """``text`` if it has at most ``limit`` characters, else its head and
+    tail around the number of characters left out."""
+    if len(text) <= limit:
+        return text
+    keep = max((limit - 24) // 2, 8)
+    return f"{text[:keep]}... [{len(text) - 2 * keep} more characters] ...{text[-keep:]}"
 
 
 def freeze(value: Any) -> Any:
@@ -92,6 +116,18 @@ def freeze(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def depth(value: Any, memo: dict | None = None) -> int:
+    """How deep lists nest in ``value`` (0 for a non-list; each list is
+    visited once, however often it is shared)."""
+    if not isinstance(value, tuple):
+        return 0
+    memo = {} if memo is None else memo
+    d = memo.get(id(value))
+    if d is None:
+        d = memo[id(value)] = 1 + max((depth(v, memo) for v in value if isinstance(v, tuple)), default=0)
+    return d
 
 
 def is_number(value: Any) -> bool:

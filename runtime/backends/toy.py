@@ -5,6 +5,11 @@ next-token distribution ``p(. | prefix) = next_probs(prefix)``, a probability
 vector over ``vocab`` for a tuple of token ids. With a few tokens and short
 programs every string can be enumerated, so ``Z`` and the posterior of a
 steering program can be computed exactly and compared with SMC.
+
+A ToyLM can carry a chat template (``chat_template=``, a function of the
+messages and ``add_generation_prompt``; :func:`simple_chat_template` makes
+one from two format strings) so that ``lm.chat(...)`` can be tested without
+a real tokenizer.
 """
 
 from __future__ import annotations
@@ -19,11 +24,23 @@ from ..lm import LanguageModel
 from .registry import register_backend
 
 
+def simple_chat_template(turn: str = "<{role}>{content}", generation: str = "<assistant>"):
+    """A chat template: each message written as ``turn.format(role=, content=)``,
+    then ``generation`` when a generation prompt is asked for."""
+
+    def template(messages: list[dict], add_generation_prompt: bool = True) -> str:
+        text = "".join(turn.format(role=m["role"], content=m["content"]) for m in messages)
+        return text + (generation if add_generation_prompt else "")
+
+    return template
+
+
 class ToyLM(LanguageModel):
     """A language model from ``next_probs(prefix_ids) -> probabilities``.
 
     ``eos`` names the end-of-sequence token, by its text or its id. Text is
     tokenised greedily, longest token first; EOS never appears in text.
+    ``chat_template`` (optional) is what :meth:`apply_chat_template` uses.
     """
 
     def __init__(
@@ -31,6 +48,7 @@ class ToyLM(LanguageModel):
         vocab: Sequence[str],
         next_probs: Callable[[tuple[int, ...]], Sequence[float]],
         eos: str | int = "<eos>",
+        chat_template: Callable[[list[dict], bool], str] | None = None,
     ):
         vocab = list(vocab)
         if len(vocab) < 2:
@@ -57,8 +75,16 @@ class ToyLM(LanguageModel):
         self._by_length = sorted(
             (i for i in range(len(vocab)) if i != eos_id), key=lambda i: -len(vocab[i])
         )
+        if chat_template is not None and not callable(chat_template):
+            raise ArgumentError("chat_template must be a function (messages, add_generation_prompt) -> str")
+        self.chat_template = chat_template
         self.calls = 0
         self.rows = 0
+
+    def apply_chat_template(self, messages, *, add_generation_prompt: bool = True) -> str:
+        if self.chat_template is None:
+            return super().apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+        return self.chat_template(list(messages), add_generation_prompt)
 
     def batch_next_token_logprobs(self, prefixes):
         self.calls += 1
@@ -110,6 +136,7 @@ def load_toy(
     vocab: Sequence[str] = ("a", "b", "c", "<eos>"),
     next_probs: Callable[[tuple[int, ...]], Sequence[float]] | None = None,
     eos: str | int = "<eos>",
+    chat_template: Callable[[list[dict], bool], str] | None = None,
 ) -> ToyLM:
     """A :class:`ToyLM` over ``vocab``; ``next_probs`` defaults to uniform.
 
@@ -127,4 +154,4 @@ def load_toy(
         def next_probs(prefix):
             return uniform
 
-    return ToyLM(vocab, next_probs, eos)
+    return ToyLM(vocab, next_probs, eos, chat_template)

@@ -20,9 +20,17 @@ in two pure-ish steps per iteration:
    nothing).
 
 Every step of every stepping candidate runs as a coroutine, and their model
-requests are batched. The loop ends when every particle is done. All weights
-stay in log space; the result's ``log_Z`` is ``log((1/N) sum_i w_i)``, the log
-of the unbiased estimate of ``Z = E_M[prod_t G_t]``.
+requests are batched. The loop ends when every particle is done, or after
+``max_steps`` steps (``None``: no limit), whichever comes first; the result's
+``status`` says which (``"ok"``, ``"all particles died"`` or ``"max_steps"``,
+with ``result.n_unfinished`` the particles still running). All weights stay
+in log space; the result's ``log_Z`` is ``log((1/N) sum_i w_i)``, the log of
+the unbiased estimate of ``Z = E_M[prod_t G_t]`` (after a ``max_steps`` stop
+it estimates the normaliser of the intermediate target reached, not ``Z``).
+
+When every particle dies, the result keeps ``last_alive_step`` (the last step
+after which a particle was still alive; the last one died at the next step)
+and ``last_alive_texts`` (the texts of the live particles of that population).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from ..resampling import Weights
 from ..result import InferenceResult
 from ..scheduler import Scheduler
 
-__all__ = ["Algorithm", "Extension", "Selection", "positive_int", "run"]
+__all__ = ["Algorithm", "Extension", "Selection", "optional_positive_int", "positive_int", "run"]
 
 
 @dataclass
@@ -83,6 +91,21 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def optional_positive_int(value, name: str) -> int | None:
+    """``None``, or ``value`` as an ``int >= 1`` (see :func:`positive_int`)."""
+    return None if value is None else positive_int(value, name)
+
+
+def particle_text(particle) -> str:
+    """A particle's text for reports: ``display_text()`` where it has one (a
+    running particle's current text), else ``str()``; never raises."""
+    try:
+        display = getattr(particle, "display_text", None)
+        return str(display() if callable(display) else particle)
+    except Exception as exc:  # a user's __str__ must not end the run
+        return f"<{type(particle).__name__}: str() raised {type(exc).__name__}>"
+
+
 def _check_model(model) -> None:
     for attr in ("clone", "advance"):
         if not callable(getattr(model, attr, None)):
@@ -100,10 +123,19 @@ async def _advance_all(scheduler: Scheduler, particles: Sequence, rng: np.random
         if isinstance(outcome, BaseException):
             name = getattr(p, "program_name", None) or type(p).__name__
             raise InferenceError(
-                f"{name} raised {type(outcome).__name__} at step {step}: {outcome}",
+                f"{name} raised {type(outcome).__name__} at step {step}: {_short(str(outcome))}",
                 model=name,
                 step=step,
             ) from outcome
+
+
+def _short(text: str, width: int = 300) -> str:
+    """``text`` cut to ``width`` characters, head ... tail (the whole exception
+    stays chained): a message must not carry a long prompt."""
+    if len(text) <= width:
+        return text
+    half = (width - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
 
 
 def _counters(scheduler: Scheduler) -> dict:
@@ -122,13 +154,15 @@ CUMULATIVE = frozenset({
 })
 
 
-def _since(before: dict, after: dict) -> dict:
+def _since(before: dict, after: dict, first: dict) -> dict:
     """The cumulative counters' growth from ``before`` to ``after`` (gauges as
     they are now): on a shared scheduler, the work done while a run went on,
-    shared with the runs that went on with it."""
+    shared with the runs that went on with it. A model the scheduler had not
+    seen when the run began counts from when it first saw it (``first``), not
+    from the model's creation."""
     out = {}
     for source, counters in after.items():
-        old = before.get(source, {})
+        old = before.get(source) or first.get(source, {})
         out[source] = {k: v - old[k] if k in CUMULATIVE and k in old else v for k, v in counters.items()}
     return out
 
@@ -141,12 +175,38 @@ class _Run:
     ess: list[float] = field(default_factory=list)
     resampled_at: list[int] = field(default_factory=list)
     step: int = 0
+    last_alive_step: int = 0
+    last_alive_texts: list[str] = field(default_factory=list)
+
+    def note_alive(self) -> None:
+        """Remember the population if it still has a live particle."""
+        live = [p for p in self.particles if not getattr(p, "dead", False)]
+        if live:
+            self.last_alive_step = self.step
+            self.last_alive_texts = [particle_text(p) for p in live]
+
+    def result(self, method: str, **info) -> InferenceResult:
+        died = not any(not getattr(p, "dead", False) for p in self.particles)
+        return InferenceResult(
+            method=method,
+            particles=list(self.particles),
+            log_weights=[p.log_weight for p in self.particles],
+            ess=self.ess,
+            resampled_at=self.resampled_at,
+            n_steps=self.step,
+            last_alive_step=self.last_alive_step if died else None,
+            last_alive_texts=self.last_alive_texts if died else [],
+            **info,
+        )
 
 
 async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, observer=None,
-              history: bool = False, scheduler: Scheduler | None = None) -> InferenceResult:
+              history: bool = False, scheduler: Scheduler | None = None,
+              max_steps: int | None = None) -> InferenceResult:
     """Run ``algorithm`` on ``N = n_particles`` clones of ``model`` until every
-    particle is done. ``observer(info)`` is called after every step (see
+    particle is done, or for at most ``max_steps`` steps (``None``: no limit;
+    the result's ``status`` is then ``"max_steps"`` if some particle was still
+    running). ``observer(info)`` is called after every step (see
     :mod:`ppl.runtime.observers`); ``history=True`` records every step's
     particles in ``result.history`` (for ``result.to_html``).
 
@@ -155,6 +215,7 @@ async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, obser
     runs in the same event loop (``ppl.map``); the result's counters are then
     the growth of the shared counters while this run was going."""
     N = positive_int(n_particles, "n_particles")
+    limit = optional_positive_int(max_steps, "max_steps")
     _check_model(model)
     observer, recorder = with_history(observer, history)
     report = StepReporter(observer, N)
@@ -163,8 +224,9 @@ async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, obser
     t0 = time.perf_counter()
     before = _counters(scheduler)
     state = _Run([model.clone() for _ in range(N)])
+    state.note_alive()
     with scheduler.joined():
-        while not all(p.done for p in state.particles):
+        while not all(p.done for p in state.particles) and (limit is None or state.step < limit):
             state.step += 1
             ext = algorithm.extend(state.particles)
             await _advance_all(scheduler, ext.to_step, rng, state.step)
@@ -172,19 +234,16 @@ async def run(model, algorithm: Algorithm, n_particles: int, *, seed=None, obser
             state.ess.append(weights.ESS)
             sel = algorithm.select(ext.candidates, weights, rng)
             state.particles = sel.particles
+            state.note_alive()
             if sel.resampled:
                 state.resampled_at.append(state.step)
             report(state.step, len(ext.to_step), ext.candidates, ext.parents, np.array(weights.lw),
                    sel.kept, sel.log_weights, weights.ESS)
-    return InferenceResult(
+    return state.result(
+        algorithm.name,
         history=recorder.steps if recorder is not None else None,
-        method=algorithm.name,
-        particles=list(state.particles),
-        log_weights=[p.log_weight for p in state.particles],
-        ess=state.ess,
-        resampled_at=state.resampled_at,
-        n_steps=state.step,
         wall_time=time.perf_counter() - t0,
-        stats=_since(before, _counters(scheduler)),
-        settings={"n_particles": N, **algorithm.settings, "seed": seed},
+        stats=_since(before, _counters(scheduler), scheduler.first_stats),
+        settings={"n_particles": N, **algorithm.settings, "seed": seed,
+                  **({"max_steps": limit} if limit is not None else {})},
     )

@@ -30,9 +30,9 @@ class ImportanceSampling:
 
 
 @register_method("is", "importance sampling: independent runs, never resampled")
-async def importance_sampling(model, n_particles: int, *, seed=None, observer=None,
-                              history: bool = False, scheduler=None) -> InferenceResult:
+async def importance_sampling(model, n_particles: int, *, max_steps: int | None = None, seed=None,
+                              observer=None, history: bool = False, scheduler=None) -> InferenceResult:
     """``N`` independent runs of the program, never resampled (see
     :mod:`ppl.runtime.inference.importance`)."""
     return await run(model, ImportanceSampling(n_particles), n_particles, seed=seed,
-                     observer=observer, history=history, scheduler=scheduler)
+                     observer=observer, history=history, scheduler=scheduler, max_steps=max_steps)

@@ -1,8 +1,9 @@
 """Inference methods, registered where they are defined.
 
 ``@register_method("steer", summary)`` on an ``async def method(model,
-n_particles, ..., *, seed=None, observer=None, history=False,
-scheduler=None)`` makes it available as ``ppl.infer(model, method="steer",
+n_particles, ..., *, max_steps=None, seed=None, observer=None, history=False,
+scheduler=None)`` (``max_steps`` passed on to
+:func:`~ppl.runtime.inference.driver.run`) makes it available as ``ppl.infer(model, method="steer",
 ...)``, as ``ppl.map(..., method="steer")`` and as ``ppl run --method steer``; the command line's choices, its help and the
 "unknown method" error all read this registry. Adding an algorithm is one
 module (an ``Algorithm`` for :func:`~ppl.runtime.inference.driver.run` plus
@@ -34,9 +35,30 @@ class Method:
 
     @property
     def options(self) -> dict[str, inspect.Parameter]:
-        """The method's own keyword options (``expand``, ``ess_threshold`` ...)."""
+        """The method's own keyword options (``expand``, ``ess_threshold``,
+        ``max_steps`` ...)."""
         params = inspect.signature(self.run).parameters
         return {k: p for k, p in params.items() if k not in COMMON}
+
+    def check_call(self, model, kwargs: dict) -> None:
+        """``ArgumentError`` (not a ``TypeError`` from deep inside) when
+        ``kwargs`` has an option this method does not take or lacks a
+        required argument; the message names the method and its options."""
+        valid = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k
+                          for k, p in self.options.items()) or "none"
+        unknown = sorted(set(kwargs) - set(inspect.signature(self.run).parameters) - {"model"})
+        if unknown:
+            raise ArgumentError(
+                f"method {self.name!r} takes no option {', '.join(map(repr, unknown))}; "
+                f"its options: {valid}"
+            )
+        try:
+            inspect.signature(self.run).bind(model, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(
+                f"method {self.name!r}: {exc} (n_particles is required, e.g. n_particles=16; "
+                f"its options: {valid})"
+            ) from None
 
 
 _METHODS: dict[str, Method] = {}
@@ -75,12 +97,15 @@ def infer(model, method: str = "steer", **kwargs):
     (``"steer"``: :func:`~ppl.runtime.inference.steer.smc_steer`, ``"smc"``:
     :func:`~ppl.runtime.inference.smc.smc_standard`, ``"is"``:
     :func:`~ppl.runtime.inference.importance.importance_sampling`);
-    ``kwargs`` go to it (``n_particles``, ``expand``, ``seed`` ...).
+    ``kwargs`` go to it (``n_particles``, ``expand``, ``seed``, ``max_steps``
+    ...); an option the method does not take raises ``ArgumentError`` naming
+    the method and its options.
 
     Inside a running event loop (a notebook, an async application) ``await``
     the algorithm itself instead.
     """
     chosen = get_method(method)
+    chosen.check_call(model, kwargs)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

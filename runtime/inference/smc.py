@@ -59,11 +59,11 @@ class AdaptiveSMC:
 
 @register_method("smc", "standard SMC, resampling when ESS < ess-threshold * N")
 async def smc_standard(model, n_particles: int, ess_threshold: float = 0.5, resampling: str = "systematic",
-                       *, seed=None, observer=None, history: bool = False,
+                       *, max_steps: int | None = None, seed=None, observer=None, history: bool = False,
                        scheduler=None) -> InferenceResult:
     """Standard SMC with adaptive resampling by ``resampling`` (a registered
     scheme: see :mod:`ppl.runtime.resampling`) when ``ESS < ess_threshold * N``
     (see :mod:`ppl.runtime.inference.smc`)."""
     algorithm = AdaptiveSMC(n_particles, ess_threshold, resampling)
     return await run(model, algorithm, n_particles, seed=seed, observer=observer, history=history,
-                     scheduler=scheduler)
+                     scheduler=scheduler, max_steps=max_steps)

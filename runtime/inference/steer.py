@@ -64,10 +64,12 @@ class SteerAlgorithm:
 
 
 @register_method("steer", "SMC steering: each particle expanded K times, without-replacement resampling")
-async def smc_steer(model, n_particles: int, expand: int = 3, *, seed=None, observer=None,
-                    history: bool = False, scheduler=None) -> InferenceResult:
+async def smc_steer(model, n_particles: int, expand: int = 3, *, max_steps: int | None = None, seed=None,
+                    observer=None, history: bool = False, scheduler=None) -> InferenceResult:
     """SMC steering with ``N = n_particles`` and expansion factor ``K = expand``
     (default 3, as on the command line; see :mod:`ppl.runtime.inference.steer`).
+    ``max_steps`` stops the run after that many steps (``None``: no limit;
+    the result's ``status`` is then ``"max_steps"``).
 
     ``observer(info)`` is called after every step (see
     :mod:`ppl.runtime.observers`); ``history=True`` records every step's
@@ -75,4 +77,4 @@ async def smc_steer(model, n_particles: int, expand: int = 3, *, seed=None, obse
     """
     algorithm = SteerAlgorithm(n_particles, expand)
     return await run(model, algorithm, n_particles, seed=seed, observer=observer, history=history,
-                     scheduler=scheduler)
+                     scheduler=scheduler, max_steps=max_steps)

@@ -46,8 +46,8 @@ BAD = [
      [(3, 12, "finish takes no value; use return VALUE to end the program with a value")]),
     ("chained comparison", body("x = 1 < n < 3"),
      [(3, 15, "comparisons cannot be chained: write a < b and b < c")]),
-    ("keyword argument", body("x = lm(prompt='x')"),
-     [(3, 18, "keyword arguments are not supported: pass arguments by position")]),
+    ("unknown keyword argument", body("x = lm(promt='x')"),
+     [(3, 9, "lm() has no argument named 'promt'; did you mean 'prompt'?")]),
     ("no header", "x = 1\n",
      [(1, 1, "a .steer file must start with a header: program NAME(PARAMETERS):")]),
     ("two programs", body("pass") + "program q():\n    pass\n",
@@ -246,7 +246,7 @@ def runtime_error(source: str, **params) -> tuple[str, ppl.InferenceError]:
     (body("observe ctx.next_token() = \"ab\""),
      "run.steer:3:32: 'ab' is 2 tokens, not one; to observe a whole string, observe the context: observe ctx = \"...\""),
     (body("observe ctx = \"ax\""),
-     "run.steer:3:5: observe <LMContext '' + ''> = 'ax': cannot tokenise 'ax' at position 1 ('x') "
+     "run.steer:3:5: observe <LMContext '' + '' (0+0 tokens)> = 'ax': cannot tokenise 'ax' at position 1 ('x') "
      "with the vocabulary ['a', 'b', 'c', '<eos>']"),
     (body("repeat n - 2:", "    pass"), "run.steer:3:12: repeat needs a count >= 0; got -1"),
     (body("factor log(0 - n)"), "run.steer:3:12: log() of a negative number (-1)"),

@@ -357,7 +357,7 @@ def test_the_example_checks():
         assert dsl.check_file(path) == [], path
     lipogram = dsl.load(examples / "lipogram.steer")
     assert [(p.name, p.type, p.default) for p in lipogram.params] == [
-        ("prompt", "str", "My favourite writer is"), ("n", "int", 30)]
+        ("prompt", "str", "My favorite writer is"), ("n", "int", 24)]
 
 
 # -- limits ---------------------------------------------------------------------------------------

@@ -113,9 +113,10 @@ async def _async_noop(model, n_particles):
 
 
 def test_method_options_are_read_from_the_signature():
-    assert list(inference.get_method("steer").options) == ["expand"]
-    assert list(inference.get_method("smc").options) == ["ess_threshold", "resampling"]
-    assert list(inference.get_method("is").options) == []
+    assert list(inference.get_method("steer").options) == ["expand", "max_steps"]
+    assert list(inference.get_method("smc").options) == ["ess_threshold", "resampling", "max_steps"]
+    assert list(inference.get_method("is").options) == ["max_steps"]
+    assert list(inference.get_method("lcd").options) == ["max_steps"]
 
 
 def test_weights_value():

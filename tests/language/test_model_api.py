@@ -289,3 +289,12 @@ def test_a_context_repr_stays_short_for_error_messages():
         ctx._append(0)
     text = repr(ctx)
     assert len(text) < 140 and text.startswith("<LMContext 'ababab") and "...' + '..." in text
+
+
+def test_a_particle_reprs_as_its_class_text_and_weight():
+    from support.toy_programs import Lipogram, toy_lm
+
+    fresh = Lipogram(toy_lm())
+    assert repr(fresh) == "<Lipogram '' log_weight=0, step 0>"
+    done = ppl.infer(Lipogram(toy_lm()), n_particles=2, seed=0).particles[0]
+    assert repr(done).startswith(f"<Lipogram {done.ctx.text!r} log_weight=") and repr(done).endswith(", finished>")

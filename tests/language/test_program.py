@@ -134,3 +134,51 @@ def test_discarded_particles_are_freed():
     ref = asyncio.run(go())
     assert ref() is None  # freed by reference counting, without a gc pass
     gc.collect()
+
+
+def test_clones_share_the_trace_until_they_record():
+    """A clone reads its parent's trace without copying it; recording its
+    own first site copies the prefix, so neither sees the other's sites,
+    and a clone of a clone that has not run yet replays the same prefix."""
+    lm = toy_lm()
+
+    async def go():
+        import numpy as np
+        from ppl.runtime.scheduler import Scheduler
+
+        rng, sched = np.random.default_rng(3), Scheduler()
+        p = lipogram_fn(lm).clone()
+        await sched.gather([p.advance(rng)])
+        await sched.gather([p.advance(rng)])
+        prefix = list(p.trace)
+        c1 = p.clone()
+        c2 = c1.clone()  # c1 has not replayed yet
+        assert c1._trace is p._trace and c2._trace is p._trace
+        await sched.gather([p.advance(rng)])
+        await sched.gather([c1.advance(rng), c2.advance(rng)])
+        for c in (c1, c2):  # each replayed the prefix and recorded one site of its own
+            assert c.trace[: len(prefix)] == prefix and len(c.trace) == len(prefix) + 1
+            assert c._trace is not p._trace
+        assert p.trace[: len(prefix)] == prefix and len(p.trace) == len(prefix) + 1
+
+    asyncio.run(go())
+
+
+def test_replay_checks_scores_too():
+    """A replay whose factor takes another value than the parent's is a
+    divergence, reported with both values."""
+    runs = {"n": 0}
+
+    @ppl.program
+    async def drifting(lm):
+        runs["n"] += 1
+        ctx = lm.context("")
+        for _ in range(3):
+            await ppl.sample(ctx.next_token())
+            ppl.factor(-1.0 if runs["n"] <= 4 else -2.0)
+        return ctx.text
+
+    lm = ppl.ToyLM(["a", "b", "<eos>"], lambda p: [0.5, 0.5, 0.0])
+    with pytest.raises(ppl.InferenceError, match=r"diverged at primitive #2: the original run called "
+                       r"factor\(\) \(value -1.0\), the replay called factor\(\) \(value -2.0\)"):
+        ppl.infer(drifting(lm), method="steer", n_particles=2, expand=2, seed=0)
