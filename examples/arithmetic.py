@@ -16,7 +16,12 @@ expressions equal to the target.
 Good output: expressions such as "12 + 12" or "6 * 4" that evaluate to
 exactly the target (24 by default); finite log Z. Particles that end on the
 wrong value die, so with few particles the run can end with all particles
-dead ("all particles died"): rerun with more particles or another seed.
+dead ("all particles died"): rerun with more particles or another seed. At
+the documented settings one expression survives, "(1 + 23) * 1" (P 1.0):
+exactly 24, but padded with a "* 1", not the simple answer a person would
+give. The prompt is a raw completion ("A: 24 ="), not a chat message: sent
+as an instruction under the chat template (``--chat``) the model wrote long
+sums of fractions and every one of the 8 particles died.
 
 Run: ppl run examples/arithmetic.py --particles 8 --expand 3 --seed 0
 """

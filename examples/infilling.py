@@ -12,7 +12,14 @@ something left-to-right sampling cannot do.
 Good output: the template with its gaps filled by a few words each that make
 the whole text read naturally ("Once upon a time, a little girl lived in a
 small house. Every morning, she went to the well."). Every result contains every
-segment, in order, verbatim.
+segment, in order, verbatim. What the default model gives at the documented
+settings is weaker: the segments are all there, but the best result (P 0.70)
+is "Once upon a time, a little 20-year-old lived in a 101-story tower. Every
+morning, she studied and performed." — grammatical, odd. The template is
+text to continue, not an instruction, so it is sent as raw text: under the
+chat template (``--chat``) the first segment became a user message and the
+gaps were filled with unrelated text ("a little To make a text transformer
+lived in a 1027."); 16 particles instead of 8 gave no better gaps.
 
 Run: ppl run examples/infilling.py --particles 8 --expand 3 --seed 0
 Also written as examples/infilling.steer (the DSL).

@@ -11,21 +11,29 @@ stumbles into (masking alone is biased: it never pays for the mass it cut).
 
 Good output: JSON objects with exactly the schema's fields, sensible values
 for the prompt's person ({"name": "Marie Curie", "age": 66, "job":
-"scientist"}), every one parsing and validating; finite log Z.
+"scientist"}), every one parsing and validating; finite log Z. The prompt is
+sent as a user message under the model's chat template (``--chat``): fed as
+raw text, the instruction-tuned model invented the facts ({"name":
+"Jaafrida Khosla", "age": 72, ...}). The name must match a pattern (a
+capital letter, then letters, spaces, dots, apostrophes or hyphens): without
+it the chat run wrote "<NAME>Marie Curie", a placeholder from the model's
+training data. At the documented settings every particle ends on the good
+output above (P 1.0).
 
-Run: ppl run examples/json_schema.py --particles 8 --expand 3 --seed 0
+Run: ppl run examples/json_schema.py --particles 8 --expand 3 --seed 0 --chat
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import ppl
 
 SCHEMA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 24},
+        "name": {"type": "string", "maxLength": 24, "pattern": "^[A-Z][A-Za-z .'-]*$"},
         "age": {"type": "integer", "minimum": 0, "maximum": 120},
         "job": {"enum": ["scientist", "writer", "painter", "musician", "athlete"]},
     },
@@ -38,8 +46,8 @@ PROMPT = "Marie Curie was a physicist and chemist who died aged 66. As JSON:\n"
 
 def validates(text: str, schema: dict = SCHEMA) -> bool:
     """``text`` parses as JSON and satisfies ``schema`` (the subset used here:
-    object, required, additionalProperties, string maxLength, integer
-    bounds, enum)."""
+    object, required, additionalProperties, string maxLength and pattern,
+    integer bounds, enum)."""
     try:
         doc = json.loads(text)
     except ValueError:
@@ -55,6 +63,8 @@ def validates(text: str, schema: dict = SCHEMA) -> bool:
         if "enum" in rule and v not in rule["enum"]:
             return False
         if rule.get("type") == "string" and not (isinstance(v, str) and len(v) <= rule.get("maxLength", 10**9)):
+            return False
+        if "pattern" in rule and not re.search(rule["pattern"], v):
             return False
         if rule.get("type") == "integer" and not (
             isinstance(v, int) and not isinstance(v, bool)
@@ -87,4 +97,4 @@ class JSONRecord(ppl.Model):
 if __name__ == "__main__":
     from ppl.cli import main
 
-    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0"]))
+    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0", "--chat"]))

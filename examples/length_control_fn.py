@@ -8,7 +8,11 @@ n-th word must end within three tokens, and the program returns
 as soon as the text has n words and ends in "."; running out of tokens first
 kills the particle (``ppl.condition(False)``).
 
-Good output: texts of exactly ``n`` words, the last ending with ".".
+Good output: texts of exactly ``n`` words, the last ending with ".". With
+the same seed it gives what the class form gives (the same program): at the
+documented settings "A walk home is when something is done on your way
+home." with almost all the weight. Raw text, no ``--chat`` (see the class
+form for why).
 
 Run: ppl run examples/length_control_fn.py --particles 8 --expand 3 --seed 0
 """

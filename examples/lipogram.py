@@ -9,7 +9,14 @@ instead of the ones that merely survived token-by-token masking.
 
 Good output: fluent continuations with no "e" anywhere, the most probable
 first; ``log Z`` (the log-probability, under the model, that an unconstrained
-continuation of this length would have no "e") is strongly negative.
+continuation of this length would have no "e") is negative. What the default
+model gives at the documented settings is not fluent: no result has an "e",
+and the best (P 0.78) is " **John Smith**." (a plausible answer, in the
+markdown bold an instruction-tuned model likes); the others are a quiz-like
+list and a made-up name, cut off at the 24-token limit. The prompt is sent
+as raw text: as a chat message ("Tell me about your favourite writer.",
+``--chat``) no result named a writer either, at 8 particles ("Ladakhampaala.")
+or 16 ("My all-too-happy cat.").
 
 Run: ppl run examples/lipogram.py --particles 8 --expand 3 --seed 0
 """

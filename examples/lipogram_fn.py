@@ -8,7 +8,10 @@ generation code: each ``ppl.sample`` of a next token conditioned on
 weight is multiplied by the mass the model put on tokens without "e".
 
 Good output: continuations with no "e" or "E" in the generated text, the most
-probable first; finite, negative log Z.
+probable first; finite, negative log Z. It is the class form's program, and
+with the same seed it gives the class form's results (" **John Smith**."
+first, P 0.78, then quiz-like lines; see examples/lipogram.py, also for why
+the prompt is raw text, not ``--chat``).
 
 Run: ppl run examples/lipogram_fn.py --particles 8 --expand 3 --seed 0
 """

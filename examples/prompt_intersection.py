@@ -13,7 +13,14 @@ Good output: a continuation that fits both prompts, e.g. for "My favourite
 physicist is" and "My favourite writer is", a person known for both (the
 classic answer is Richard Feynman, who wrote popular books); a 135M model
 often settles for a generic phrase that suits both. Both contexts hold the
-same generated text in every particle.
+same generated text in every particle. At the documented settings every
+result is " Neil deGrassez" (or "deGrassex") with a comma or a full stop: a
+misspelt Neil deGrasse Tyson, an astrophysicist who writes popular books, so
+a fair answer. The prompts are sentence starts sent as raw text: asked as
+questions under the chat template (``--chat``, "Who is your favourite
+physicist?" and "Who is your favourite writer?"), the replies the two prompts
+share are hedges ("That's a tough one.", "That's a question that has been
+debated for centuries."), even with a system message asking for a name.
 
 Run: ppl run examples/prompt_intersection.py --particles 8 --expand 3 --seed 0
 Also written as examples/prompt_intersection_fn.py and

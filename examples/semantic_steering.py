@@ -17,9 +17,17 @@ needed.
 
 Good output: story openings that turn to the topic (for "the sea, ships and
 sailors": boats, waves, a captain), with similarity well above that of
-unsteered stories (printed as part of each result); finite log Z.
+unsteered stories (printed as part of each result); finite log Z. The
+prompt is an instruction ("Tell me a short story."), sent as a user message
+under the model's chat template (``--chat``). At the documented settings
+every result opens "The lost city. A tale of whispers and hint with carefree
+sea-crafts and", and all but one go on about the ocean (similarities
+0.56-0.65; the raw prompt "Once upon a time," gave a story about war and a
+spaceship, 0.35-0.51). The sentences are loose, the sea arrives by way of a
+lost city, and the stories stop at the 30-token limit, mid-sentence. log Z
+is positive (the final factor adds strength times similarity): not a probability.
 
-Run: ppl run examples/semantic_steering.py --particles 8 --expand 3 --seed 0
+Run: ppl run examples/semantic_steering.py --particles 8 --expand 3 --seed 0 --chat
 """
 
 from __future__ import annotations
@@ -86,7 +94,7 @@ PLAIN = ppl.no_special()
 class SemanticStory(ppl.Model):
     """``n`` tokens of story, steered towards ``topic`` with strength ``strength``."""
 
-    def __init__(self, lm, topic: str = "the sea, ships and sailors", prompt: str = "Once upon a time,",
+    def __init__(self, lm, topic: str = "the sea, ships and sailors", prompt: str = "Tell me a short story.",
                  n: int = 30, strength: float = 60.0, every: int = 2):
         super().__init__()
         self.ctx = lm.context(prompt)
@@ -116,4 +124,4 @@ class SemanticStory(ppl.Model):
 if __name__ == "__main__":
     from ppl.cli import main
 
-    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0"]))
+    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0", "--chat"]))

@@ -12,9 +12,16 @@ short words.
 
 Good output: fluent, plain English made of short words ("The dog ran to the
 park and sat in the sun."), no word longer than five letters, finite log Z.
-A long word anywhere in a result would be a bug.
+A long word anywhere in a result would be a bug. The prompt is an
+instruction ("Tell me a story for a small child."), sent as a user message
+under the model's chat template (``--chat``); as raw text ("Here is a story
+for a small child:") the results were not stories ("Today, let's do a small
+piece of yoga."). At the documented settings the best result (P 0.52) is
+"The night was a dark and grey moon, and the moon was twin.", short words
+and little sense; the others start a story ("There's a story about a young
+girl named Luna who lives in a small town in Japan.").
 
-Run: ppl run examples/short_words.py --particles 8 --expand 3 --seed 0
+Run: ppl run examples/short_words.py --particles 8 --expand 3 --seed 0 --chat
 Also written as examples/short_words_fn.py (@ppl.program) and
 examples/short_words.steer (the DSL, with a condition instead of AWRS).
 """
@@ -42,7 +49,7 @@ class ShortWords(ppl.Model):
     """Up to ``n`` tokens whose words have at most five letters; stops at EOS
     or after a full stop."""
 
-    def __init__(self, lm, prompt: str = "Here is a story for a small child:", n: int = 30):
+    def __init__(self, lm, prompt: str = "Tell me a story for a small child.", n: int = 30):
         super().__init__()
         self.ctx = lm.context(prompt)
         self.left = n
@@ -60,4 +67,4 @@ class ShortWords(ppl.Model):
 if __name__ == "__main__":
     from ppl.cli import main
 
-    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0"]))
+    raise SystemExit(main(["run", __file__, "--particles", "8", "--expand", "3", "--seed", "0", "--chat"]))

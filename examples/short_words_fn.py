@@ -8,9 +8,11 @@ text. The function body reads like ordinary generation code; ppl turns each
 token draw into one SMC step and clones particles by replaying their trace.
 
 Good output: short, plain sentences with no word over five letters, finite
-log Z.
+log Z. It is the class form's program: with the same seed and flags
+(``--chat``, see examples/short_words.py) it gives the class form's results,
+"The night was a dark and grey moon, and the moon was twin." first.
 
-Run: ppl run examples/short_words_fn.py --particles 8 --expand 3 --seed 0
+Run: ppl run examples/short_words_fn.py --particles 8 --expand 3 --seed 0 --chat
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ PLAIN = ppl.lacks("\n") & ppl.no_special()
 
 
 @ppl.program
-async def short_words_story(lm, prompt: str = "Here is a story for a small child:", n: int = 30):
+async def short_words_story(lm, prompt: str = "Tell me a story for a small child.", n: int = 30):
     ctx = lm.context(prompt)
     for _ in range(n):
         tok = await ppl.sample(ctx.next_token().where(PLAIN).where_checked(short_words))

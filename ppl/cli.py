@@ -6,9 +6,12 @@
             [--method steer|smc|is] [--particles N]
             [--expand K] [--ess-threshold X] [--resampling NAME] [--seed S]
             [--model NAME_OR_PATH] [--device D] [--dtype T] [--json OUT.json]
-            [--html OUT.html] [--quiet] [--debug]
+            [--html OUT.html] [--history] [--top K] [--min-p X] [--verbose]
+            [--quiet] [--debug]
     ppl run PROGRAM --inputs FILE.jsonl [--output OUT.jsonl] [--max-concurrent M]
             [--top K] [--workers W | --ray-address ADDR] [--threads-per-worker T] ...
+    ppl eval PROGRAM --inputs FILE.jsonl --metric MODULE:FUNCTION --output DIR
+            [--methods lcd,is,smc,steer] [--particles 1,4,16] [--seeds R] ...
     ppl check FILE.steer ...
     ppl models
     ppl bench [ARGS ...]
@@ -36,73 +39,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import math
+import os
+import secrets
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from .cli_eval import add_eval_parser
 from .cli_map import DEFAULT_MAX_CONCURRENT, DEFAULT_TOP, check_flags, run_inputs
+from .cli_model import ChatModelFactory, add_model_flags, lm_factory_of, make_lm
+from .cli_output import DEFAULT_MIN_P, DEFAULT_SHOW, format_result, result_json, run_section
 from .errors import ArgumentError, ModelLoadError, PPLError, UsageError
 from .program_files import (
     ProgramFailed,
     build_arguments,
-    build_lm,
     find_program,
     import_extensions,
-    lm_factory,
     program_parameters,
 )
-from .runtime.backends.registry import available_backends, backend_summary
 from .runtime.inference import get_method, methods
+from .runtime.deaths import DeathTally, summarise
 from .runtime.observers import Progress
 from .runtime.resampling import RESAMPLERS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def _shorten(text: str, width: int = 70) -> str:
-    text = repr(text) if isinstance(text, str) else repr(text)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def format_result(result, title: str) -> str:
-    lines = [title, ""]
-    post = result.posterior()
-    if post:
-        lines.append(f"{'P':>7}  result")
-        for key, p in list(post.items())[:20]:
-            lines.append(f"{p:7.4f}  {_shorten(key)}")
-        if len(post) > 20:
-            lines.append(f"         ... and {len(post) - 20} more distinct results")
-    else:
-        lines.append("no result: every particle died")
-    lines.append("")
-    log_z = "-inf" if result.log_Z == -math.inf else f"{result.log_Z:.4f}"
-    lines.append(f"log Z = {log_z}   status: {result.status}   steps: {result.n_steps}   "
-                 f"wall time: {result.wall_time:.2f} s")
-    ess = " ".join(f"{e:.1f}" for e in result.ess[:40])
-    lines.append(f"ESS per step: {ess}{' ...' if len(result.ess) > 40 else ''}")
-    if result.resampled_at:
-        lines.append(f"resampled after {len(result.resampled_at)} of {result.n_steps} steps")
-    for source, counters in result.stats.items():
-        shown = {k: v for k, v in counters.items() if not isinstance(v, (list, dict))}
-        text = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
-        lines.append(f"{source}: {text}")
-    return "\n".join(lines)
-
-
 # -- commands ----------------------------------------------------------------------
-
-
-def _lm_factory(args, module):
-    """The model factory of ``--model``/``--backend``/``--device``/``--dtype``
-    (see :func:`~ppl.program_files.lm_factory`)."""
-    given = (("device", args.device), ("dtype", args.dtype))
-    if args.backend == "hf":  # the hf loader sets the threads (its default rule when None)
-        given += (("threads", args.threads),)
-    options = {k: v for k, v in given if v is not None}
-    return lm_factory(args.model, module, backend=args.backend, **options)
 
 
 def _threads() -> int | None:
@@ -111,42 +75,95 @@ def _threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
-def _make_lm(args, module):
-    return build_lm(_lm_factory(args, module), args.model)
+#: the command line's step limit for every program (``--max-steps``): a run stops, with
+#: status max_steps, instead of spinning forever on a program that never finishes
+DEFAULT_MAX_STEPS = 4096
 
 
 def _method_options(args) -> dict[str, Any]:
     """The options of ``--method`` that the command line sets: every option
-    the method declares that has a command-line flag of the same name."""
+    the method declares that has a command-line flag of the same name
+    (``max_steps``: ``--max-steps``, else :data:`DEFAULT_MAX_STEPS`)."""
     method = get_method(args.method)
-    return {name: getattr(args, name) for name in method.options if hasattr(args, name)}
+    options = {name: getattr(args, name) for name in method.options if hasattr(args, name)}
+    if "max_steps" in options and options["max_steps"] is None:
+        options["max_steps"] = DEFAULT_MAX_STEPS
+    return options
 
 
 def cmd_run(args) -> int:
+    """Run a steering program and print its weighted results.
+
+    PROGRAM is a .steer file (checked before it runs), or a Python file with a
+    @ppl.program function or a ppl.Model subclass (FILE.py:NAME picks one).
+    The table lists each distinct result with P, its normalised weight; texts
+    are shown whole (--top and --min-p limit the rows)."""
     check_flags(args)
     import_extensions(args.imports)
-    path, name, program, module = find_program(args.program, args.max_steps)
+    path, name, program, module = find_program(args.program, args.max_steps, args.time_limit)
     if args.inputs:
-        factory = _lm_factory(args, module) if program_parameters(program)[0] else None
+        factory = lm_factory_of(args, module) if program_parameters(program)[0] else None
+        if factory is not None and args.chat:
+            factory = ChatModelFactory(factory, args.system)
         return run_inputs(args, name, program, _method_options(args), factory)
     _, kwargs, wants_lm = build_arguments(program, name, args.arg)
     if args.threads is not None:  # also for a make_lm() model; the hf loader sets it again
         from .runtime.backends.hf.devices import set_threads
 
         set_threads(args.threads)
-    lm = _make_lm(args, module) if wants_lm else None
+    lm = make_lm(args, module) if wants_lm else None
+    if lm is not None and args.chat:
+        _use_chat(lm, args.system)
     try:
         model = program(lm, **kwargs) if wants_lm else program(**kwargs)
     except PPLError as exc:
         raise UsageError(f"{path}: {exc}") from None
     except Exception as exc:
         raise ProgramFailed(f"{path}: building {name} raised {type(exc).__name__}: {exc}") from exc
-    options: dict[str, Any] = {"n_particles": args.particles, "seed": args.seed, **_method_options(args)}
-    extra: dict[str, Any] = {"history": bool(args.html)}
-    show_progress = not args.quiet and sys.stderr.isatty()
-    progress = Progress() if show_progress else None
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)  # recorded, so it can be rerun
+    options: dict[str, Any] = {"n_particles": args.particles, "seed": seed, **_method_options(args)}
+    tally = DeathTally()
+    result = _infer(args, path, model, options, tally)
+    deaths = summarise(result, tally)
+    run = run_section(path=path, name=name, arguments=kwargs, lm=lm, backend=args.backend,
+                      method=result.method, options=options, threads=_threads())
+    written = _write_files(args, result, run, deaths)  # before printing: `| head` may close stdout
+    settings = ", ".join(f"{k}={v}" for k, v in {**options, "threads": _threads()}.items() if v is not None)
+    lm_name = lm.name if lm is not None else "no model"
+    print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})",
+                        top=args.top or DEFAULT_SHOW, min_p=args.min_p, verbose=args.verbose, deaths=deaths))
+    for target in written:
+        print(f"wrote {target}")
+    return EXIT_FAILURE if _all_died(result) else EXIT_OK
+
+
+def _use_chat(lm, system: str | None) -> None:
+    """``--chat``: the program's plain prompts become user messages under the
+    model's chat template (``lm.use_chat``)."""
     try:
-        result = asyncio.run(get_method(args.method).run(model, **options, **extra, observer=progress))
+        lm.use_chat(system=system)
+    except ArgumentError as exc:
+        raise UsageError(f"--chat: {exc}") from None
+
+
+def _all_died(result) -> bool:
+    return result.log_Z == float("-inf") or getattr(result, "status", None) in ("all_died", "all particles died")
+
+
+def _infer(args, path, model, options: dict, tally):
+    """Run the method with the progress line (on a terminal) and the death tally."""
+    step_limit = args.max_steps or getattr(model, "max_steps", None)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    progress = Progress(step_limit=step_limit) if show_progress else None
+
+    def observe(info: dict) -> None:
+        tally(info)
+        if progress is not None:
+            progress(info)
+
+    extra: dict[str, Any] = {"history": bool(args.html or args.history)}
+    try:
+        return asyncio.run(get_method(args.method).run(model, **options, **extra, observer=observe))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     except PPLError as exc:
@@ -154,17 +171,22 @@ def cmd_run(args) -> int:
     finally:
         if progress:
             progress.close()
-    settings = ", ".join(f"{k}={v}" for k, v in {**options, "threads": _threads()}.items() if v is not None)
-    lm_name = lm.name if lm is not None else "no model"
-    print(format_result(result, f"{name} on {lm_name}: {result.method} ({settings})"))
-    for target, write in ((args.json, result.to_json), (args.html, result.to_html)):
+
+
+def _write_files(args, result, run: dict, deaths) -> list[str]:
+    """Write ``--json`` and ``--html``; return what was written."""
+    from .runtime.report.html import render_html
+
+    written = []
+    for target, write in ((args.json, lambda: result_json(result, run, deaths)),
+                          (args.html, lambda: render_html(result, run=run))):
         if target:
             try:
                 Path(target).write_text(write(), encoding="utf-8")
             except OSError as exc:
                 raise ProgramFailed(f"could not write {target}: {exc}") from exc
-            print(f"wrote {target}")
-    return EXIT_OK if result.status == "ok" else EXIT_FAILURE
+            written.append(target)
+    return written
 
 
 def cmd_check(args) -> int:
@@ -224,18 +246,19 @@ def cmd_bench(args) -> int:
     return int(bench.main(args.bench_args) or 0)
 
 
-def _model_flags(run) -> None:
-    run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                     help="language model: a transformers folder, .gguf file or hub id, or a .py "
-                          "file defining make_lm() (default: SmolLM2-135M-Instruct, packaged)")
-    run.add_argument("--backend", default="hf", choices=available_backends(), metavar="NAME",
-                     help="; ".join(f"{b}: {backend_summary(b)}" for b in available_backends())
-                     + " (default: hf)")
-    run.add_argument("--device", default=None, metavar="D", help="cpu or cuda (default: cuda if available)")
-    run.add_argument("--threads", type=int, default=None, metavar="N",
-                     help="torch CPU threads (default: OMP_NUM_THREADS if set, else half the CPUs, 1 to 8: "
-                          "torch's own default of every core runs 5-20x slower on a busy small machine)")
-    run.add_argument("--dtype", default=None, metavar="T", help="float32, bfloat16 or float16")
+def _output_flags(run) -> None:
+    run.add_argument("--json", default=None, metavar="OUT.json",
+                     help="also write the result as JSON, with what was run (program, arguments, model, "
+                          "settings, threads, versions, seed)")
+    run.add_argument("--html", default=None, metavar="OUT.html",
+                     help="also write a self-contained page showing every step")
+    run.add_argument("--history", action="store_true", help="record every step in --json (as --html does)")
+    run.add_argument("--top", type=int, default=None, metavar="K",
+                     help=f"results shown, most probable first ({DEFAULT_SHOW}); with --inputs: results "
+                          f"kept per input ({DEFAULT_TOP})")
+    run.add_argument("--min-p", type=float, default=DEFAULT_MIN_P, metavar="X",
+                     help=f"fold results with P < X into one 'and N more' line ({DEFAULT_MIN_P})")
+    run.add_argument("--verbose", action="store_true", help="also print ESS per step and the runtime counters")
 
 
 def _data_set_flags(run) -> None:
@@ -249,8 +272,6 @@ def _data_set_flags(run) -> None:
                            "(its ids are skipped) (default: records on stdout)")
     many.add_argument("--max-concurrent", type=int, default=None, metavar="M",
                       help=f"runs batched together at once ({DEFAULT_MAX_CONCURRENT})")
-    many.add_argument("--top", type=int, default=None, metavar="K",
-                      help=f"results kept per input, most probable first ({DEFAULT_TOP})")
     many.add_argument("--workers", type=int, default=None, metavar="W",
                       help="run on W Ray worker processes, each with its own model (with --ray-address "
                            "alone: the cluster's CPUs / T)")
@@ -260,21 +281,39 @@ def _data_set_flags(run) -> None:
                       help="torch threads of each Ray worker (1)")
 
 
+def _doc(fn) -> str:
+    import inspect
+
+    return inspect.getdoc(fn) or ""
+
+
+def _limit_and_chat_flags(run) -> None:
+    run.add_argument("--max-steps", type=int, default=None, metavar="N",
+                     help=f"stop the run after N steps, status max_steps (default {DEFAULT_MAX_STEPS}); "
+                          ".steer programs also raise a located error past N steps of one particle")
+    run.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                     help="wall-clock limit of one run of a .steer program, a located error past it (none)")
+    run.add_argument("--chat", action="store_true",
+                     help="send the program's prompts as user messages under the model's chat template "
+                          "(for instruction-tuned models such as the default one)")
+    run.add_argument("--system", default=None, metavar="TEXT", help="with --chat: a system message")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppl", description="Steer language models with sequential Monte Carlo."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a steering program", description=cmd_run.__doc__ or
-                         "Run a steering program and print its weighted results.")
-    run.add_argument("program", metavar="PROGRAM", help="FILE.py or FILE.py:NAME")
+    run = sub.add_parser("run", help="run a steering program (.steer or .py)", description=_doc(cmd_run),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("program", metavar="PROGRAM",
+                     help="FILE.steer, FILE.py or FILE.py:NAME (a @ppl.program function or a ppl.Model class)")
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                      help="a program argument (repeatable)")
     run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                      help="a module or .py file registering @ppl.builtin functions (repeatable)")
-    run.add_argument("--max-steps", type=int, default=None, metavar="N",
-                     help="per-particle step limit for .steer programs (4096)")
+    _limit_and_chat_flags(run)
     run.add_argument("--method", choices=list(methods()), default="steer", metavar="METHOD",
                      help="; ".join(f"{m.name}: {m.summary}" for m in methods().values())
                      + " (default: steer)")
@@ -287,10 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, metavar="S",
                      help="random seed (default: a fresh one for one run; 0 with --inputs, so that a "
                           "resumed run gives the results of an uninterrupted one)")
-    _model_flags(run)
-    run.add_argument("--json", default=None, metavar="OUT.json", help="also write the result as JSON")
-    run.add_argument("--html", default=None, metavar="OUT.html",
-                     help="also write a self-contained page showing every step")
+    add_model_flags(run)
+    _output_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress display")
     _data_set_flags(run)
     run.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -302,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a module or .py file registering @ppl.builtin functions (repeatable)")
     check.add_argument("--debug", action="store_true", help="show full tracebacks")
     check.set_defaults(func=cmd_check)
+
+    add_eval_parser(sub)
 
     models = sub.add_parser("models", help="list the default model and where it is cached")
     models.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -331,12 +370,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ProgramFailed, PPLError) as exc:  # the program or the run failed
         _report(args, exc, "error")
         return EXIT_FAILURE
+    except BrokenPipeError:  # `ppl run ... | head` closed stdout: stop quietly
+        _silence_stdout()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # anything else is a bug in ppl: say so plainly
         _report(args, exc, "internal error")
         return EXIT_FAILURE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush
+    does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _report(args, exc: BaseException, label: str) -> None:

@@ -33,13 +33,16 @@ DEFAULT_MAX_CONCURRENT, DEFAULT_TOP = 8, 5
 OK, DIED, ERROR = "ok", "all particles died", "error"
 
 #: flags that only make sense with --inputs (attribute, flag)
-_DATA_SET_FLAGS = [("output", "--output"), ("max_concurrent", "--max-concurrent"), ("top", "--top"),
+_DATA_SET_FLAGS = [("output", "--output"), ("max_concurrent", "--max-concurrent"),
                    ("workers", "--workers"), ("ray_address", "--ray-address"),
                    ("threads_per_worker", "--threads-per-worker")]
 
 
 def check_flags(args) -> None:
     """``UsageError`` for flags that do not go together (before anything is loaded)."""
+    if args.top is not None and args.top < (0 if args.inputs else 1):
+        what = "results to keep per input is an integer >= 0" if args.inputs else "results to show is an integer >= 1"
+        raise UsageError(f"--top {args.top}: the number of {what}")
     if not args.inputs:
         given = [flag for attr, flag in _DATA_SET_FLAGS if getattr(args, attr) is not None]
         if given:
@@ -48,8 +51,6 @@ def check_flags(args) -> None:
     for attr, flag in (("json", "--json"), ("html", "--html")):
         if getattr(args, attr):
             raise UsageError(f"{flag} writes one run's result; with --inputs every result goes to --output")
-    if args.top is not None and args.top < 0:
-        raise UsageError(f"--top {args.top}: the number of results to keep per input is an integer >= 0")
     if args.threads_per_worker is not None and args.workers is None and args.ray_address is None:
         raise UsageError("--threads-per-worker goes with --workers or --ray-address")
     if args.output and Path(args.output).resolve() == Path(args.inputs).resolve():

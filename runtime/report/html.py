@@ -1,7 +1,16 @@
-"""One self-contained HTML page for an inference result (inline CSS and JS,
-no network): the posterior, log Z and, when recorded, the run step by step —
-every candidate particle's text and weight, which particle it came from,
-which ones resampling kept, and ESS and log Z over the steps."""
+"""One self-contained HTML page for an inference result (inline CSS and
+script, no network): what was run (program, model, prompt, settings), the
+posterior and log Z and, when the run recorded its history, the run step by
+step — ESS and log Z charts with the chosen step marked, the lineage of the
+candidates (which particle each came from, which selection kept, which
+reached the end), and every candidate's text with the part its step added
+highlighted (see :mod:`.page_script`).
+
+What was run comes from ``run`` (the command line's ``run`` section of
+``--json``) when given, else from the result: the program's name, the model
+and prompt of a particle's language-model context (read by duck typing:
+``display_origin()`` or ``contexts()``), and the result's settings.
+"""
 
 from __future__ import annotations
 
@@ -9,61 +18,18 @@ import html
 import json
 import math
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
-h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
-table{border-collapse:collapse;width:100%}td,th{padding:3px 6px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.text{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-word}
-.bar{background:#4a7fd4;height:10px;display:inline-block}
-.dropped{opacity:.45}.dead{color:#b33}.kept{color:#2a7}
-.meta{color:#555}svg{background:#fafafa;border:1px solid #ddd}
-#controls{margin:.5em 0}
-.ppl-result td.num{width:5em}
-"""
+from ..observers import particle_text
+from .page_script import CSS, JS
 
-_JS = r"""
-const data = JSON.parse(document.getElementById('ppl-data').textContent);
-const steps = data.history || [];
-function esc(s){return s.replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
-function chart(id, values, label){
-  const el=document.getElementById(id); if(!el) return;
-  const W=520,H=140,P=30, xs=values.map((v,i)=>i), finite=values.filter(v=>v!==null&&isFinite(v));
-  if(!finite.length){el.innerHTML='<p class="meta">'+label+': no finite values</p>';return;}
-  let lo=Math.min(...finite),hi=Math.max(...finite); if(hi===lo){hi+=1;lo-=1;}
-  const x=i=>P+(W-2*P)*(values.length>1?i/(values.length-1):0.5), y=v=>H-P+(-(H-2*P))*(v-lo)/(hi-lo);
-  let d='';values.forEach((v,i)=>{if(v!==null&&isFinite(v)){d+=(d?'L':'M')+x(i).toFixed(1)+','+y(v).toFixed(1);}});
-  el.innerHTML='<svg width="'+W+'" height="'+H+'"><text x="'+P+'" y="14" font-size="12">'+label+
-    ' (min '+lo.toPrecision(4)+', max '+hi.toPrecision(4)+')</text><path d="'+d+'" fill="none" stroke="#4a7fd4" stroke-width="2"/></svg>';
-}
-function showStep(k){
-  const s=steps[k]; if(!s) return;
-  document.getElementById('step-label').textContent='step '+s.step+' of '+steps.length+
-    ' — ESS '+s.ess.toFixed(2)+', log Z estimate '+(s.log_Z===null?'-inf':s.log_Z.toFixed(4));
-  const lw=s.particles.map(p=>p.log_weight===null?-Infinity:p.log_weight), m=Math.max(...lw);
-  const w=lw.map(v=>isFinite(v)?Math.exp(v-m):0), tot=w.reduce((a,b)=>a+b,0)||1;
-  const kept={}; s.kept.forEach(i=>kept[i]=(kept[i]||0)+1);
-  let rows='';
-  s.particles.forEach((p,i)=>{
-    const W=w[i]/tot, cls=kept[i]?'':'dropped';
-    const state=p.dead?'<span class="dead">dead</span>':(p.done?'finished':'running');
-    rows+='<tr class="'+cls+'"><td class="num">'+i+'</td><td class="num">'+p.parent+'</td>'+
-      '<td class="num">'+(p.log_weight===null?'-inf':p.log_weight.toFixed(3))+'</td>'+
-      '<td class="num"><span class="bar" style="width:'+(80*W).toFixed(1)+'px"></span> '+W.toFixed(3)+'</td>'+
-      '<td>'+state+'</td><td class="'+(kept[i]?'kept':'')+'">'+(kept[i]?('kept'+(kept[i]>1?' ×'+kept[i]:'')):'dropped')+'</td>'+
-      '<td class="text">'+esc(p.text)+'</td></tr>';
-  });
-  document.getElementById('step-rows').innerHTML=rows;
-}
-if(steps.length){
-  const slider=document.getElementById('step');
-  slider.max=steps.length-1; slider.value=steps.length-1;
-  slider.addEventListener('input',()=>showStep(+slider.value));
-  showStep(steps.length-1);
-  chart('ess-chart', steps.map(s=>s.ess), 'ESS per step');
-  chart('logz-chart', steps.map(s=>s.log_Z), 'log Z estimate per step');
-}
-document.body.dataset.ready='1';
+_SUMMARY_CSS = """
+.ppl-result{font:13px/1.4 system-ui,sans-serif;color:#1d2430;max-width:900px}
+.ppl-result .meta{color:#5b6575;margin:.2em 0 .5em}
+.ppl-result table{border-collapse:collapse;width:100%}
+.ppl-result td,.ppl-result th{padding:3px 8px;border-bottom:1px solid #e3e7ee;text-align:left;vertical-align:top}
+.ppl-result td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;width:6em}
+.ppl-result td.text{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}
+.ppl-result .bar{background:#2f6fd0;height:8px;display:inline-block;border-radius:2px;margin-right:4px}
+.ppl-result svg{vertical-align:middle}
 """
 
 
@@ -71,38 +37,132 @@ def _fmt(x: float) -> str:
     return "-inf" if x == -math.inf else f"{x:.4f}"
 
 
+def _sparkline(values, width: int = 140, height: int = 26) -> str:
+    """A small inline SVG of ``values`` (the ESS per step)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2:
+        return ""
+    lo, hi = 0.0, max(finite) or 1.0
+    n = len(values)
+    points = " ".join(f"{2 + (width - 4) * i / (n - 1):.1f},{height - 2 - (height - 4) * (v - lo) / (hi - lo):.1f}"
+                      for i, v in enumerate(values) if math.isfinite(v))
+    return (f'<svg width="{width}" height="{height}" aria-label="ESS per step"><polyline points="{points}" '
+            f'fill="none" stroke="#2f6fd0" stroke-width="1.5"/></svg>')
+
+
 def render_summary(result) -> str:
-    """The posterior table and the headline numbers, as an HTML fragment."""
+    """The posterior table and the headline numbers (ESS included), as a
+    styled HTML fragment (notebooks show it as the result's ``_repr_html_``)."""
+    post = list(result.posterior().items())
     rows = "".join(
-        f'<tr><td class="num">{p:.4f}</td><td class="text">{html.escape(repr(k))}</td></tr>'
-        for k, p in list(result.posterior().items())[:50]
+        f'<tr><td class="num"><span class="bar" style="width:{60 * p:.0f}px"></span>{p:.4f}</td>'
+        f'<td class="text">{html.escape(k if isinstance(k, str) else repr(k))}</td></tr>'
+        for k, p in post[:50]
     ) or '<tr><td colspan="2">every particle died</td></tr>'
+    more = f'<p class="meta">... and {len(post) - 50} more results</p>' if len(post) > 50 else ""
+    ess = ""
+    if result.ess:
+        ess = (f" · ESS last {result.ess[-1]:.1f}, lowest {min(result.ess):.1f} "
+               f"{_sparkline(result.ess)}")
     return (
-        f'<div class="ppl-result"><p class="meta">{html.escape(result.method)} · '
-        f"N={result.n_particles} · {result.n_steps} steps · log Z = {_fmt(result.log_Z)} · "
-        f"status: {html.escape(result.status)} · {result.wall_time:.2f} s</p>"
-        f"<table><tr><th>P</th><th>result</th></tr>{rows}</table></div>"
+        f'<div class="ppl-result"><style>{_SUMMARY_CSS}</style><p class="meta">'
+        f"{html.escape(result.method)} · N={result.n_particles} · {result.n_steps} steps · "
+        f"log Z = {_fmt(result.log_Z)} · status: {html.escape(str(result.status))} · "
+        f"{result.wall_time:.2f} s{ess}</p>"
+        f"<table><tr><th>P</th><th>result</th></tr>{rows}</table>{more}</div>"
     )
 
 
-def render_html(result) -> str:
+def _origin_of(particles):
+    """``(lm, prompt)`` of the first particle that knows its context's (duck
+    typed: ``display_origin()``, else its first ``contexts()``), or None."""
+    for p in particles:
+        get = getattr(p, "display_origin", None)
+        origin = get() if callable(get) else None
+        if origin is None and callable(getattr(p, "contexts", None)):
+            ctxs = p.contexts()
+            origin = (ctxs[0].lm, ctxs[0].prompt) if ctxs else None
+        if origin is not None:
+            return origin
+    return None
+
+
+def describe_run(result, run: dict | None = None) -> list[tuple[str, str]]:
+    """``(label, value)`` rows of what was run, for the page's header."""
+    run = run or {}
+    first = result.particles[0] if result.particles else None
+    program = run.get("program") or {}
+    name = program.get("name") or getattr(first, "program_name", None) or type(first).__name__
+    origin = _origin_of(result.particles)
+    model = (run.get("model") or {}).get("name") or (getattr(origin[0], "name", None) if origin else None)
+    rows = [("program", f"{name}" + (f"  ({program['path']})" if program.get("path") else "")),
+            ("model", str(model or "none"))]
+    if origin is not None:
+        prompt = str(origin[1])
+        rows.append(("prompt", prompt if len(prompt) <= 600 else prompt[:600] + " ..."))
+    if run.get("arguments"):
+        rows.append(("arguments", ", ".join(f"{k}={v!r}" for k, v in run["arguments"].items())))
+    settings = ", ".join(f"{k}={v}" for k, v in result.settings.items() if v is not None)
+    rows.append(("method", f"{result.method} ({settings})"))
+    for key in ("threads", "device", "dtype"):
+        if run.get(key) is not None:
+            rows.append((key, str(run[key])))
+    if run.get("versions"):
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)))
+    return rows
+
+
+def _header(result, run) -> str:
+    rows = "".join(f"<dt>{html.escape(k)}</dt><dd class=\"{'mono' if k == 'prompt' else ''}\">"
+                   f"{html.escape(v)}</dd>" for k, v in describe_run(result, run))
+    return f'<div class="card"><dl class="run">{rows}</dl></div>'
+
+
+def _deaths(result) -> str:
+    counts: dict[str, int] = {}
+    for record in result.history or []:
+        for p in record["particles"]:
+            if p.get("death") and p["death"].get("step") == record["step"]:
+                counts[p["death"]["kind"]] = counts.get(p["death"]["kind"], 0) + 1
+    if not counts:
+        return ""
+    text = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f'<p class="meta">candidates that died, by the primitive that killed them: {html.escape(text)}</p>'
+
+
+_STEPS = (
+    '<h2>Steps</h2><div class="card"><div id="controls"><button id="prev" title="previous step (←)">◀</button>'
+    '<input type="range" id="step" min="0" value="0"><button id="next" title="next step (→)">▶</button>'
+    '<span id="step-label"></span></div><div class="charts"><div id="ess-chart"></div>'
+    '<div id="logz-chart"></div></div></div>'
+    '<h2>Lineage</h2><div class="card"><p class="legend meta"><span>● kept by selection</span>'
+    '<span>○ dropped</span><span style="color:#c0392b">● dead</span><span style="color:#7a52b3">● finished</span>'
+    '<span><b>dark lines</b>: ancestors of the final particles</span><span>click a dot for its step</span></p>'
+    '<p class="meta">Each column is a step and each dot one of its candidates; a line joins a candidate to '
+    'the particle it was cloned from.</p>'
+    '<div id="lineage-wrap"><div id="lineage"></div></div></div>'
+    '<h2>Candidates of the step</h2><div class="card"><p class="legend meta"><span><mark>highlighted</mark>: '
+    "what this step added</span><span>W: normalised weight among the step's candidates</span></p>"
+    "<table><thead><tr><th>#</th><th>parent</th><th>log w</th><th>W</th><th>state</th>"
+    '<th>selection</th><th>text</th></tr></thead><tbody id="step-rows"></tbody></table></div>'
+)
+
+
+def render_html(result, run: dict | None = None) -> str:
     """The whole page (see the module docstring)."""
-    data = json.dumps(result.to_dict(), default=str).replace("</", "<\\/")
+    data = result.to_dict()
+    data["particles"] = [{**record, "text": particle_text(p)} for record, p in zip(data["particles"], result.particles)]
+    payload = json.dumps(data, default=str).replace("</", "<\\/")
     if result.history:
-        steps_html = (
-            '<h2>Steps</h2><div id="controls"><input type="range" id="step" min="0" value="0" '
-            'style="width:60%"> <span id="step-label"></span></div>'
-            '<div id="ess-chart"></div><div id="logz-chart"></div>'
-            "<table><thead><tr><th>#</th><th>parent</th><th>log w</th><th>W</th><th>state</th>"
-            '<th>resampling</th><th>text</th></tr></thead><tbody id="step-rows"></tbody></table>'
-        )
+        steps_html = _deaths(result) + _STEPS
     else:
         steps_html = ('<p class="meta">This run did not record its steps; run with '
                       "<code>history=True</code> (or <code>ppl run --html</code>) to see them.</p>")
+    title = html.escape(describe_run(result, run)[0][1].split("  (")[0])
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ppl run</title>"
-        f"<style>{_CSS}</style></head><body><h1>ppl inference result</h1>"
-        f"{render_summary(result)}{steps_html}"
-        f'<script type="application/json" id="ppl-data">{data}</script>'
-        f"<script>{_JS}</script></body></html>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ppl: {title}</title>"
+        f"<style>{CSS}</style></head><body><main><h1>ppl inference result: {title}</h1>"
+        f"{_header(result, run)}<h2>Results</h2><div class=\"card\">{render_summary(result)}</div>{steps_html}"
+        f'<div id="tip"></div><script type="application/json" id="ppl-data">{payload}</script>'
+        f"<script>{JS}</script></main></body></html>"
     )

@@ -263,7 +263,8 @@ def test_exit_1_when_a_run_errors_or_dies(progs, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--output", "o.jsonl"], "--output goes with --inputs FILE.jsonl"),
-    (["--top", "2", "--max-concurrent", "2"], "--max-concurrent, --top go with --inputs"),
+    (["--output", "o.jsonl", "--max-concurrent", "2"], "--output, --max-concurrent go with --inputs"),
+    (["--top", "0"], "--top 0: the number of results to show is an integer >= 1"),
     (["--workers", "2"], "--workers goes with --inputs"),
     (["--inputs", "{in}", "--json", "r.json"], "--json writes one run's result"),
     (["--inputs", "{in}", "--threads-per-worker", "1"], "--threads-per-worker goes with --workers or --ray-address"),

@@ -311,3 +311,25 @@ def test_slow_semantic(default_lm):
     for p in finished(run(ex.SemanticStory(default_lm, n=12), n=4, k=2)):
         assert math.isfinite(p.log_weight)
         assert p.score == pytest.approx(ex.similarity(p.ctx.text, p.topic))
+
+
+def test_gallery_outputs_keeps_every_flag_of_the_run_line(tmp_path):
+    """scripts/gallery_outputs.py runs a program with all the flags of its documented Run line:
+    --chat and a quoted --system message kept, a backslash-continued line joined."""
+    import importlib.util as iu
+
+    from support.gallery_helpers import EXAMPLES
+
+    spec = iu.spec_from_file_location("gallery_outputs", EXAMPLES.parent / "scripts" / "gallery_outputs.py")
+    script = iu.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    py = tmp_path / "demo.py"
+    py.write_text('"""Demo.\n\nRun: ppl run examples/demo.py --particles 4 --seed 1 --chat --system "Be brief."\n"""\n')
+    assert script.documented_settings(py) == ["--particles", "4", "--seed", "1", "--chat", "--system", "Be brief."]
+    steer = tmp_path / "demo.steer"
+    steer.write_text("# Demo.\n#     ppl run examples/demo.steer --particles 4 --seed 2 \\\n#         --chat\n"
+                     "program demo():\n    return 1\n")
+    assert script.documented_settings(steer) == ["--particles", "4", "--seed", "2", "--chat"]
+    other = tmp_path / "other.py"
+    other.write_text('"""Run: ppl run examples/other.py --chat"""\n')  # unseeded: the gallery default
+    assert script.documented_settings(other) == script.DEFAULT_SETTINGS

@@ -1,0 +1,196 @@
+"""``ppl.evaluate``: one program, a data set, a sweep of inference configurations.
+
+An evaluation is many :func:`ppl.map` s sharing one loaded model: one per
+configuration ``(method, N, replicate)``. Replicate ``r`` of every
+configuration is ``ppl.map(..., seed=seed + r)``, so input ``i`` of
+replicate ``r`` runs with ``run_seed(seed + r, i)`` whatever the method
+(common random numbers across configurations), and ``ppl.infer(model_i,
+method=m, n_particles=N, seed=run_seed(seed + r, i))`` reproduces it alone.
+
+Every finished run is scored by the metric (:mod:`.metrics`) and appended
+at once as one line of ``DIR/results.jsonl`` (its id is
+``METHOD/N=N/seed=R/INPUT_ID``); a rerun of the same evaluation skips the
+runs already there (resuming, as ``ppl run --inputs`` does). The summary,
+the plot and the report are then computed from the file's records.
+
+Runs go one at a time by default (``max_concurrent=1``): a run's counters
+(forward passes, tokens computed) and wall time are then its own. With
+``max_concurrent > 1`` runs share forward passes, and each run's counters
+count the shared passes (an overestimate of its own compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from ..errors import ArgumentError, PPLError
+from ..mapping import map as map_inputs
+from ..runtime.inference import lcd as _lcd  # noqa: F401 - registers the method "lcd"
+from ..runtime.inference.registry import get_method
+from ..runtime.many.local import check_settings
+from ..runtime.many.output import ResultsFile, record_of
+from .metrics import resolve_metric, score
+from .summary import metric_names_of, summarise
+from .write import write_outputs
+
+__all__ = ["DEFAULT_METHODS", "DEFAULT_PARTICLES", "Config", "Evaluation", "configurations", "evaluate"]
+
+DEFAULT_METHODS = ("lcd", "is", "smc", "steer")
+DEFAULT_PARTICLES = (1, 4, 16)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the sweep: a method, a particle count, a replicate."""
+
+    method: str
+    n_particles: int
+    replicate: int = 0
+
+    def run_id(self, input_id) -> str:
+        return f"{self.method}/N={self.n_particles}/seed={self.replicate}/{input_id}"
+
+
+def configurations(methods: Sequence[str], particles: Sequence[int], seeds: int) -> list[Config]:
+    """Every ``(method, N, replicate)``, in the order they run."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ArgumentError(f"seeds (replicates per configuration) must be an integer >= 1, got {seeds!r}")
+    if not methods or not particles:
+        raise ArgumentError("an evaluation needs at least one method and one particle count")
+    for m in methods:
+        get_method(m)  # an unknown method fails here, listing the registered ones
+    for n in particles:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ArgumentError(f"particle counts are integers >= 1, got {n!r}")
+    return [Config(m, n, r) for r in range(seeds) for m in methods for n in particles]
+
+
+def method_options(method: str, options: dict) -> dict:
+    """The options in ``options`` that ``method`` takes (``expand`` for ``steer`` ...)."""
+    takes = get_method(method).options
+    return {k: v for k, v in options.items() if k in takes}
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` gives: every run's ``records`` (those of an
+    earlier, resumed evaluation included), the summary ``rows`` (see
+    :mod:`.summary`) and the ``files`` written (by name)."""
+
+    records: list[dict]
+    rows: list[dict]
+    metric_names: list[str]
+    files: dict[str, Path] = field(default_factory=dict)
+    ran: int = 0
+
+
+def _record(outcome, config: Config, input_id, metric, lm, top: int) -> dict:
+    rec = record_of(outcome, top)
+    rec.update(input_id=input_id, method=config.method, n_particles=config.n_particles,
+               replicate=config.replicate, metrics=None)
+    if outcome.result is not None:
+        try:
+            rec["metrics"] = score(metric, outcome.input, outcome.result, lm=lm)
+        except PPLError:
+            raise
+        except Exception as exc:
+            name = getattr(metric, "__name__", repr(metric))
+            raise ArgumentError(f"the metric {name} raised {type(exc).__name__} on run {rec['id']}: {exc}") from exc
+    return rec
+
+
+#: a model's cumulative counter of tokens computed (a CachedTransformer's name, then the ToyLM's)
+_TOKENS = ("tokens_computed", "rows")
+
+
+def _tokens_computed(lm) -> float | None:
+    stats = lm.stats() if lm is not None and callable(getattr(lm, "stats", None)) else {}
+    return next((float(stats[k]) for k in _TOKENS if k in stats), None)
+
+
+def _run_config(program, inputs, ids, config, out, *, metric, lm, seed, options, top, max_concurrent,
+                on_record) -> int:
+    """One ``ppl.map`` of one configuration. With one run at a time, nothing
+    runs between two outcomes, so the growth of the model's counters from one
+    to the next is the run's own (``record["tokens_computed"]``)."""
+    run_ids = [config.run_id(i) for i in ids]
+    skip = {r for r in run_ids if r in out.previous}
+    if len(skip) == len(run_ids):
+        return 0
+    by_run = dict(zip(run_ids, ids))
+    ran = 0
+    outcomes = map_inputs(program, inputs, lm=lm, method=config.method, n_particles=config.n_particles,
+                          seed=seed + config.replicate, max_concurrent=max_concurrent, ids=run_ids,
+                          skip=skip, **method_options(config.method, options))
+    before = _tokens_computed(lm)
+    for outcome in outcomes:
+        after = _tokens_computed(lm)
+        rec = _record(outcome, config, by_run[outcome.id], metric, lm, top)
+        if max_concurrent == 1 and outcome.result is not None and before is not None:
+            rec["tokens_computed"] = after - before
+        out.append(rec)
+        ran += 1
+        if on_record is not None:
+            on_record(rec)
+        before = _tokens_computed(lm)  # after the metric, which may use the model
+    return ran
+
+
+def evaluate(program, inputs: Sequence[dict], *, metric: Callable | str, lm=None,
+             methods: Sequence[str] = DEFAULT_METHODS, particles: Sequence[int] = DEFAULT_PARTICLES,
+             expand: int = 3, seeds: int = 1, seed: int = 0, output: str | Path | None = None,
+             ids: Sequence | None = None, max_concurrent: int = 1, top: int = 5,
+             options: dict | None = None, on_record: Callable[[dict], Any] | None = None,
+             plot: bool = True) -> Evaluation:
+    """Run ``program`` on every input under every configuration ``(method, N,
+    replicate)`` and score each run with ``metric`` (a function, a built-in
+    name or ``"MODULE:FUNCTION"``). ``output=DIR`` writes ``results.jsonl``
+    (resumed if there), ``summary.csv``, ``summary.md``,
+    ``metric_vs_compute.png`` (when matplotlib is installed and ``plot``)
+    and ``report.html``. ``options`` go to the methods that take them
+    (``ess_threshold``, ``resampling`` for ``smc``); ``expand`` to ``steer``.
+    ``on_record(record)`` is called after every finished run."""
+    metric = resolve_metric(metric)
+    inputs = list(inputs)
+    ids = list(range(len(inputs))) if ids is None else list(ids)
+    if len(ids) != len(inputs):
+        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
+    if len(set(ids)) != len(ids):
+        raise ArgumentError("the inputs' ids must be distinct")
+    configs = configurations(methods, particles, seeds)
+    opts = {"expand": expand, **(options or {})}
+    for m in dict.fromkeys(methods):
+        for n in dict.fromkeys(particles):  # every setting fails here, before anything runs
+            check_settings(m, n, method_options(m, opts))
+    out = ResultsFile(Path(output) / "results.jsonl") if output is not None else _Memory()
+    with out:
+        wanted = {c.run_id(i) for c in configs for i in ids}
+        ran = sum(_run_config(program, inputs, ids, c, out, metric=metric, lm=lm, seed=seed, options=opts,
+                              top=top, max_concurrent=max_concurrent, on_record=on_record) for c in configs)
+        records = [r for r in out.previous.values() if r["id"] in wanted]
+    names = metric_names_of(records)
+    rows = summarise(records, configs, ids, names, seed=seed)
+    evaluation = Evaluation(records, rows, names, ran=ran)
+    if output is not None:
+        title = f"ppl evaluation: {getattr(program, '__name__', type(program).__name__)}"
+        evaluation.files = write_outputs(Path(output), evaluation, configs, ids, plot=plot, title=title)
+    return evaluation
+
+
+class _Memory:
+    """Records kept in memory only (an evaluation without ``output``)."""
+
+    def __init__(self):
+        self.previous: dict = {}
+
+    def append(self, record: dict) -> None:
+        self.previous[record["id"]] = record
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
