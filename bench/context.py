@@ -37,7 +37,7 @@ import torch
 
 import ppl
 
-from .runtime import NO_E_NO_EOS, PeakRSS, fresh, rss_mb, table
+from .runtime import NO_E_NO_EOS, BenchLipogram, PeakRSS, fresh, rss_mb, table
 
 CONTEXTS = [5, 500, 1500, 4000]
 TEXT = (
@@ -54,21 +54,6 @@ def prompt_of(lm, n_tokens: int) -> list[int]:
     while len(ids) < n_tokens:
         ids = ids + lm.encode(TEXT)
     return ids[:n_tokens]
-
-
-class ContextLipogram(ppl.Model):
-    """``n`` tokens after ``prompt_ids``, each from ``p(. | allowed)``."""
-
-    def __init__(self, lm, prompt_ids, allowed, n: int):
-        super().__init__()
-        self.ctx = lm.context(prompt_ids=prompt_ids)
-        self.allowed, self.left = allowed, n
-
-    async def step(self):
-        await self.sample(self.ctx.next_token().where(self.allowed))
-        self.left -= 1
-        if self.left == 0:
-            self.finish()
 
 
 def copied_per_pass(lm, stats: dict) -> float:
@@ -89,7 +74,7 @@ def run_ours(lm, ids: list[int], N: int, K: int, n_tokens: int, seed: int = 0) -
     with PeakRSS() as peak:
         base = rss_mb()
         t0 = time.perf_counter()
-        asyncio.run(ppl.smc_steer(ContextLipogram(lm, ids, NO_E_NO_EOS, n_tokens), N, K, seed=seed))
+        asyncio.run(ppl.smc_steer(BenchLipogram(lm, NO_E_NO_EOS, n_tokens, prompt_ids=ids), N, K, seed=seed))
         wall = time.perf_counter() - t0
     stats = lm.stats()
     return {"wall": wall, "computed": stats["tokens_computed"], "passes": stats["forward_passes"],

@@ -46,11 +46,12 @@ NO_E_NO_EOS = ppl.lacks("eE") & ppl.no_special() & ppl.not_eos()
 
 
 class BenchLipogram(ppl.Model):
-    """``n`` tokens, each drawn from ``p(. | no "e", not EOS)``."""
+    """``n`` tokens, each drawn from ``p(. | allowed)``, after ``PROMPT`` (or
+    the token ids ``prompt_ids``: bench.context's long prompts)."""
 
-    def __init__(self, lm, allowed: ppl.TokenConstraint, n: int):
+    def __init__(self, lm, allowed: ppl.TokenConstraint, n: int, prompt_ids=None):
         super().__init__()
-        self.ctx = lm.context(PROMPT)
+        self.ctx = lm.context(PROMPT) if prompt_ids is None else lm.context(prompt_ids=prompt_ids)
         self.allowed, self.left = allowed, n
 
     async def step(self):
