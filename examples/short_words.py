@@ -23,7 +23,8 @@ girl named Luna who lives in a small town in Japan.").
 
 Run: ppl run examples/short_words.py --particles 8 --expand 3 --seed 0 --chat
 Also written as examples/short_words_fn.py (@ppl.program) and
-examples/short_words.steer (the DSL, with a condition instead of AWRS).
+examples/short_words.steer (the DSL: the same AWRS, with this file's
+predicate imported as a builtin).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ WORD = re.compile(r"[A-Za-z]+")
 def short_words(text: str, limit: int = MAX_LETTERS) -> bool:
     """Every run of letters in ``text`` has at most ``limit`` letters."""
     return all(len(w) <= limit for w in WORD.findall(text))
+
+
+@ppl.builtin(replace=True)
+def short_words_only(text: str) -> bool:
+    """``short_words`` as a builtin of the steer language, for
+    examples/short_words.steer (``--import examples/short_words.py``)."""
+    return short_words(text)
 
 
 # Every token except special ones (EOS stays allowed) and newlines.

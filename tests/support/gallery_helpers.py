@@ -30,7 +30,11 @@ def load_example(name: str):
 
 
 def load_steer(name: str):
-    """Check and compile ``examples/NAME.steer``."""
+    """Check and compile ``examples/NAME.steer``, after importing its Python
+    form ``examples/NAME.py`` where there is one: the builtins a ``.steer``
+    form uses (its documented ``--import``) are defined there."""
+    if (EXAMPLES / f"{name}.py").is_file():
+        load_example(name)
     return ppl.dsl.load(EXAMPLES / f"{name}.steer")
 
 
