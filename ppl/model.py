@@ -370,6 +370,24 @@ class Model:
         context = self.display_context()
         return str(self) if context is None else context.text
 
+    def display_snapshot(self):
+        """:meth:`display_text` as of now, decoded later: a zero-argument
+        function returning that text. A running particle's text is its
+        context's immutable tuple of token ids, kept as it is (nothing
+        decoded until asked); a finished one no longer changes. The driver
+        keeps a snapshot of each live particle every step and decodes them
+        only if every particle dies."""
+        if (self.done and not self.dead) and not _defines_str(type(self)):
+            return self.__str__
+        if _defines_str(type(self)):
+            text = str(self)  # a user's __str__ may read state that changes
+            return lambda: text
+        context = self.display_context()
+        if context is None:
+            return self.__str__
+        lm, ids, start = context.lm, context.prefix_ids, context._n_prompt
+        return lambda: lm.decode(ids[start:])
+
     def display_origin(self) -> tuple | None:
         """``(lm, prompt)`` of the context reports show (kept after the
         particle finished), or None."""

@@ -106,6 +106,27 @@ def particle_text(particle) -> str:
         return f"<{type(particle).__name__}: str() raised {type(exc).__name__}>"
 
 
+def _snapshot(particle):
+    """A zero-argument function giving the particle's text as it is now:
+    ``display_snapshot()`` where the particle has one (nothing decoded yet),
+    else its :func:`particle_text` now."""
+    try:
+        snap = getattr(particle, "display_snapshot", None)
+        if callable(snap):
+            return snap()
+    except Exception:  # a user's __str__ must not end the run
+        pass
+    text = particle_text(particle)
+    return lambda: text
+
+
+def _decoded(snapshot) -> str:
+    try:
+        return str(snapshot())
+    except Exception as exc:
+        return f"<str() raised {type(exc).__name__}>"
+
+
 def _check_model(model) -> None:
     for attr in ("clone", "advance"):
         if not callable(getattr(model, attr, None)):
@@ -176,14 +197,16 @@ class _Run:
     resampled_at: list[int] = field(default_factory=list)
     step: int = 0
     last_alive_step: int = 0
-    last_alive_texts: list[str] = field(default_factory=list)
+    last_alive: list = field(default_factory=list)  # a text snapshot per live particle
 
     def note_alive(self) -> None:
-        """Remember the population if it still has a live particle."""
+        """Remember the population if it still has a live particle: a cheap
+        snapshot of each one's text (:func:`_snapshot`), decoded only if every
+        particle dies."""
         live = [p for p in self.particles if not getattr(p, "dead", False)]
         if live:
             self.last_alive_step = self.step
-            self.last_alive_texts = [particle_text(p) for p in live]
+            self.last_alive = [_snapshot(p) for p in live]
 
     def result(self, method: str, **info) -> InferenceResult:
         died = not any(not getattr(p, "dead", False) for p in self.particles)
@@ -195,7 +218,7 @@ class _Run:
             resampled_at=self.resampled_at,
             n_steps=self.step,
             last_alive_step=self.last_alive_step if died else None,
-            last_alive_texts=self.last_alive_texts if died else [],
+            last_alive_texts=[_decoded(snap) for snap in self.last_alive] if died else [],
             **info,
         )
 
