@@ -248,22 +248,22 @@ class Model:
             # (x, w) properly weighted for p: exact (x ~ p/|p|, w = |p|) for
             # ordinary distributions, an unbiased estimate of |p| for AWRS
             value, log_w = await dist.propose(rng)
-            self._add(float(log_w), f"sample({dist!r})", zero_mass=True)
+            self._add(float(log_w), lambda: f"sample({dist!r})", zero_mass=True)
         else:
             log_mass_q = float(await proposal.log_mass())
             if log_mass_q == -math.inf:
-                self._add(-math.inf, f"sample(..., proposal={proposal!r})", zero_mass=True)
+                self._add(-math.inf, lambda: f"sample(..., proposal={proposal!r})", zero_mass=True)
             value = await proposal.sample(rng)
             log_p = float(await dist.log_prob(value))
             log_q = float(await proposal.log_prob(value)) - log_mass_q
-            self._add(log_p - log_q, f"sample({dist!r}, proposal={proposal!r})")
+            self._add(log_p - log_q, lambda: f"sample({dist!r}, proposal={proposal!r})")
         dist._commit(value)
         return value
 
     async def _apply_observe(self, site: Site) -> float:
         dist, value = site.dist, site.value
         log_p = float(await dist.log_prob(value))
-        self._add(log_p, f"observe({dist!r}, {value!r})")
+        self._add(log_p, lambda: f"observe({dist!r}, {value!r})")
         dist._commit(value)
         return log_p
 
@@ -276,7 +276,7 @@ class Model:
             self._add(-math.inf, "condition(False)")
 
     async def _apply_factor(self, site: Site) -> None:
-        self._add(site.value, f"factor({site.value!r})")
+        self._add(site.value, lambda: f"factor({site.value!r})")
 
     async def _apply_twist(self, site: Site) -> None:
         log_w = site.value
@@ -285,7 +285,7 @@ class Model:
         previous, self._twist_amount = self._twist_amount, log_w
         if previous == -math.inf:
             return  # already dead; nothing to take back
-        self._add(log_w - previous, f"twist({log_w!r})")
+        self._add(log_w - previous, lambda: f"twist({log_w!r})")
 
     # -- the step boundary (only programs written as functions suspend) ------------
     def _at_token_site(self) -> bool:
@@ -307,19 +307,21 @@ class Model:
                 "inference runs the program"
             )
 
-    def _add(self, delta: float, primitive: str, *, zero_mass: bool = False) -> None:
+    def _add(self, delta: float, primitive, *, zero_mass: bool = False) -> None:
         """Add ``delta`` to the log weight; a weight of zero raises
         :class:`ParticleDied` (``zero_mass``: because a distribution's
         allowed mass was zero, which :meth:`_site` records as a constraint
-        that allowed nothing)."""
+        that allowed nothing). ``primitive`` names the primitive in those
+        messages: a string, or a function giving it (formatted only then,
+        not on every site)."""
         if math.isnan(delta) or delta == math.inf:
             raise WeightError(
-                f"{primitive} produced a log weight of {delta!r} "
+                f"{_named(primitive)} produced a log weight of {delta!r} "
                 "(log weights must be finite or -inf)"
             )
         self.log_weight += delta
         if self.log_weight == -math.inf:
-            raise ParticleDied(primitive, "constraint" if zero_mass else None)
+            raise ParticleDied(_named(primitive), "constraint" if zero_mass else None)
 
     def clone(self) -> "Model":
         """A copy that shares language-model state (see the module docstring)."""
@@ -441,6 +443,10 @@ def _death_kind(site: Site, died: ParticleDied) -> str:
     if site.kind == "sample":
         return "constraint" if died.args[1:2] == ("constraint",) else "sample"
     return site.kind
+
+
+def _named(primitive) -> str:
+    return primitive if isinstance(primitive, str) else primitive()
 
 
 def _short(text: str, width: int = 160) -> str:

@@ -30,28 +30,35 @@ already had a token), never inside it. A class's ``step()`` that samples
 from one context and observes the same token on another is, as a function,
 one ``ppl.step()`` block around the two primitives.
 
-**Cloning by replay.** A suspended coroutine cannot be copied, so a clone
-calls the function afresh and *replays* the parent's trace: every primitive
-returns the value the parent recorded, without consulting the model, the
-random generator or the weights, until the clone reaches the parent's point.
-Programs must therefore be deterministic given their sampled values (no
-``random``, no clocks, no mutation of shared arguments). A replay that calls
-a different primitive, on a different distribution, or a ``factor`` (or an
-``intervene``) with a different value than the parent did raises
-:class:`~ppl.errors.ModelError`.
+**Cloning.** A clone of a suspended particle gets a *copy of its
+coroutine* (:mod:`ppl.coroutine_copy`): the chain of suspended frames, each
+with its code position and copies of its local variables and value stack,
+copied as a class's attributes are (``copy.deepcopy`` with one memo: the
+function's arguments and the language model are shared, contexts copy only
+their handle, lists and dicts are the clone's own). It costs time
+proportional to the frames' live state, not to the particle's history, so
+a run of ``T`` tokens clones in ``O(T)`` work in all, as the class and
+``.steer`` forms do.
 
-Replay costs time proportional to the trace, paid only by new clones
-(surviving particles keep running), and is kept cheap: the trace is shared
-with the parent, not copied (a clone copies the recorded prefix only when it
-first records a site of its own, one C-level slice), and while replaying the
-module-level primitives take a fast path (:meth:`ProgramModel._replay_site`)
-that builds no :class:`~ppl.model.Site`, passes no step boundary and only
-compares the signature and commits the recorded value. A clone still runs
-the function's own code from the start: with expansion ``K > 1`` the
-total replay work of a run of ``T`` tokens grows like ``N (K-1) T^2 / 2``
-sites (every discarded candidate is a coroutine that ran all ``t`` sites
-before it), which no scheme without copying a coroutine frame avoids; the
-class and ``.steer`` forms clone in constant time.
+Where a coroutine cannot be copied (not CPython 3.11; a local captured by
+a living closure such as a ``lambda``; suspended inside an ``except``
+block; an async generator or a pending future in a frame), the clone falls
+back to *replay*, and the first such clone of a function says why
+(:class:`ReplayWarning`): it calls the function afresh and replays the
+parent's trace, every primitive returning the value the parent recorded,
+without consulting the model, the random generator or the weights, until
+the clone reaches the parent's point. Replay needs the program to be
+deterministic given its sampled values (no ``random``, no clocks, no
+mutation of shared arguments); a replay that calls a different primitive,
+on a different distribution, or a ``factor`` (or an ``intervene``) with a
+different value than the parent did raises :class:`~ppl.errors.ModelError`.
+It costs time proportional to the trace (with expansion ``K > 1`` the
+total replay work of a run grows like ``N (K-1) T^2 / 2`` sites), kept
+small: the trace is shared with the parent, not copied (a clone copies the
+recorded prefix only when it first records a site of its own), and while
+replaying the module-level primitives take a fast path
+(:meth:`ProgramModel._replay_site`). Copy and replay reach the same state:
+with the same seed a run is the same either way (tested).
 
 Record and replay are one override of the primitives' hook,
 :meth:`ProgramModel._site` (the ``trace`` and ``replay`` handlers of an
@@ -63,18 +70,28 @@ from it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
+import warnings
 from typing import Any, Callable, NamedTuple
 
 from .context import LMContext
+from .coroutine_copy import NotCopyable, copy_coroutine
 from .errors import ArgumentTypeError, ModelError
 from .model import Model, Site
 from .running import BOUNDARY, ParticleDied, running
 
-__all__ = ["ProgramModel", "program"]
+__all__ = ["ProgramModel", "ReplayWarning", "program"]
 
 _SCORED = ("factor", "twist", "condition")
+
+
+class ReplayWarning(RuntimeWarning):
+    """A program's particles are cloned by replay, not by copying (the message says why)."""
+
+
+_WARNED: set = set()  # functions whose replay was already reported
 
 
 class TraceEntry(NamedTuple):
@@ -110,6 +127,10 @@ class ProgramModel(Model):
         self._group = 0  # depth of `async with ppl.step()` blocks now open
 
     # -- cloning ---------------------------------------------------------------
+    #: Clone suspended particles by copying their coroutine (:mod:`ppl.coroutine_copy`)
+    #: where it can; ``False`` always replays (what the tests of replay set).
+    copy_frames = True
+
     def clone(self) -> "ProgramModel":
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -119,10 +140,34 @@ class ProgramModel(Model):
         new._pos = 0
         new._replaying = False
         # the parent is suspended before a token primitive (or a step block),
-        # after the one of its last step: the replay stops at the same place
+        # after the one of its last step: the copy or the replay resumes there
         new._token_in_step = True
         new._group = 0
+        if new._replay_to and self._coro is not None and self.copy_frames:
+            self._copy_coroutine_into(new)
         return new
+
+    def _copy_coroutine_into(self, new: "ProgramModel") -> None:
+        """Give ``new`` a copy of this particle's suspended coroutine, its
+        locals copied as a class's attributes are (the arguments shared), so
+        it needs no replay; if the coroutine cannot be copied, ``new`` keeps
+        its replay and the first such clone of the function warns why."""
+        memo = {id(value): value for value in (*self._args, *self._kwargs.values())}
+        memo[id(self)] = new
+        try:
+            new._coro = copy_coroutine(self._coro, memo)
+        except NotCopyable as exc:
+            if self._fn not in _WARNED:
+                _WARNED.add(self._fn)
+                warnings.warn(
+                    f"{self.program_name}: particles are cloned by replaying their trace, in time "
+                    f"that grows with the trace, because {exc}",
+                    ReplayWarning,
+                    stacklevel=2,
+                )
+            return
+        new._replay_to = 0
+        new._display_context = copy.deepcopy(self._display_context, memo)
 
     @property
     def trace(self) -> list[TraceEntry]:
@@ -196,7 +241,7 @@ class ProgramModel(Model):
                     f"{self.program_name} awaited {yielded!r}, which is not an asyncio future"
                 )
             yielded._asyncio_future_blocking = False
-            await asyncio.wait([yielded])
+            await _until_done(yielded)
 
     def _close(self) -> None:
         if self._coro is not None:
@@ -280,6 +325,17 @@ class ProgramModel(Model):
     def __repr__(self) -> str:
         state = f"value={self.value!r}" if self.done else f"{self._n} primitives"
         return f"<{self.program_name} particle, {state}, log_weight={self.log_weight:.4g}>"
+
+
+async def _until_done(future) -> None:
+    """Wait until ``future`` is done; its outcome (a result or an exception)
+    is the program's to read when it resumes, not this driver's. (Cheaper
+    than ``asyncio.wait``: the future is awaited directly.)"""
+    try:
+        await future
+    except BaseException:
+        if not future.done():
+            raise  # this particle's own task was cancelled while waiting
 
 
 def _differs(a: Any, b: Any) -> bool:

@@ -104,25 +104,70 @@ BOUNDARY = object()
 
 
 class _Boundary:
+    """What :func:`step_boundary` returns for a particle that must suspend:
+    an awaitable that is its own iterator (no coroutine frame of its own,
+    so a suspended program is one frame shorter to copy,
+    :mod:`ppl.coroutine_copy`). Awaiting it yields :data:`BOUNDARY` once;
+    resumed, it tells the particle running then (the one the step's task
+    runs as: a clone, if this was copied) and finishes."""
+
+    __slots__ = ("_yielded",)
+
+    def __init__(self) -> None:
+        self._yielded = False
+
+    def __await__(self) -> "_Boundary":
+        return self
+
+    def __iter__(self) -> "_Boundary":
+        return self
+
+    def __next__(self) -> Any:
+        if not self._yielded:
+            self._yielded = True
+            return BOUNDARY
+        _running.get().particle._resumed_at_token_site()
+        raise StopIteration(None)
+
+    def send(self, value: Any) -> Any:
+        return self.__next__()
+
+    def throw(self, *exc) -> Any:
+        raise exc[1] if len(exc) > 1 and exc[1] is not None else exc[0]
+
+    def close(self) -> None:
+        self._yielded = True
+
+    def __deepcopy__(self, memo) -> "_Boundary":
+        new = _Boundary()
+        new._yielded = self._yielded
+        return new
+
+
+class _Passed:
+    """What :func:`step_boundary` returns when the particle need not suspend."""
+
+    __slots__ = ()
+
     def __await__(self):
-        yield BOUNDARY
+        return iter(())
 
 
-async def step_boundary() -> None:
-    """Called before every token primitive of the module-level API
-    (``ppl.sample``, ``ppl.observe``, ``ctx.observe_text``). If the running
-    particle asks for it (``particle._at_token_site()`` is true: a program
-    whose step already had its token), suspend until the particle's next step.
+_PASSED = _Passed()
+
+
+def step_boundary():
+    """Awaited before every token primitive of the module-level API
+    (``ppl.sample``, ``ppl.observe``, ``ctx.observe_text``): ``await
+    step_boundary()``. If the running particle asks for it
+    (``particle._at_token_site()`` is true: a program whose step already
+    had its token), this suspends until the particle's next step.
 
     While suspended, nothing here holds a reference to the particle (only the
     task's context does, and only while it runs), so a particle dropped by
     resampling is freed, coroutine and all, at once.
     """
     state = _running.get()
-    if state is None:
-        return
-    if not state.particle._at_token_site():
-        return
-    del state
-    await _Boundary()
-    _running.get().particle._resumed_at_token_site()
+    if state is None or not state.particle._at_token_site():
+        return _PASSED
+    return _Boundary()

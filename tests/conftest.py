@@ -37,3 +37,14 @@ def default_lm():
     import ppl
 
     return ppl.load_lm()
+
+
+@pytest.fixture
+def replay_cloning(monkeypatch):
+    """``@ppl.program`` particles cloned by replaying their trace, as where
+    their coroutines cannot be copied (``ProgramModel.copy_frames``)."""
+    import sys
+
+    import ppl  # noqa: F401 - ppl.program the module, not the decorator
+
+    monkeypatch.setattr(sys.modules["ppl.program"].ProgramModel, "copy_frames", False)

@@ -175,7 +175,7 @@ def test_intervening_a_text_leaves_the_weight_alone():
     assert r.log_Z == 0.0
 
 
-def test_replay_checks_the_forced_value():
+def test_replay_checks_the_forced_value(replay_cloning):
     calls = {"n": 0}
 
     @ppl.program

@@ -47,7 +47,7 @@ def test_clones_replay_without_model_calls():
     asyncio.run(go())
 
 
-def test_replay_divergence_is_reported():
+def test_replay_divergence_is_reported(replay_cloning):
     runs = {"n": 0}
 
     @ppl.program
@@ -164,7 +164,7 @@ def test_clones_share_the_trace_until_they_record():
     asyncio.run(go())
 
 
-def test_replay_checks_scores_too():
+def test_replay_checks_scores_too(replay_cloning):
     """A replay whose factor takes another value than the parent's is a
     divergence, reported with both values."""
     runs = {"n": 0}
@@ -182,3 +182,26 @@ def test_replay_checks_scores_too():
     with pytest.raises(ppl.InferenceError, match=r"diverged at primitive #2: the original run called "
                        r"factor\(\) \(value -1.0\), the replay called factor\(\) \(value -2.0\)"):
         ppl.infer(drifting(lm), method="steer", n_particles=2, expand=2, seed=0)
+
+
+def test_a_program_reads_the_outcome_of_what_it_awaits():
+    """A future the program awaits that fails raises in the program, where
+    it can be caught, not in the driver of its steps."""
+
+    @ppl.program
+    async def catches(lm):
+        loop = asyncio.get_running_loop()
+        results = []
+        for outcome in (KeyError("k"), "value"):
+            future = loop.create_future()
+            setter = future.set_exception if isinstance(outcome, BaseException) else future.set_result
+            loop.call_soon(setter, outcome)
+            try:
+                results.append(await future)
+            except KeyError:
+                results.append("caught")
+        await ppl.sample(lm.context("").next_token())
+        return tuple(results)
+
+    r = ppl.infer(catches(toy_lm()), method="is", n_particles=2, seed=0)
+    assert r.status == "ok" and [p.value for p in r.particles] == [("caught", "value")] * 2
