@@ -24,6 +24,10 @@ as an instruction under the chat template (``--chat``) the model wrote long
 sums of fractions and every one of the 8 particles died.
 
 Run: ppl run examples/arithmetic.py --particles 8 --expand 3 --seed 0
+Also written as examples/arithmetic_fn.py (@ppl.program) and
+examples/arithmetic.steer (the DSL: this file's grammar, final test and
+twist imported as the builtins ``expression_grammar``, ``hits_target`` and
+``closeness_to_target``): the same model, the same run for a seed.
 """
 
 from __future__ import annotations
@@ -98,6 +102,29 @@ def hits(text: str, target: float) -> bool:
     return value is not None and OPERATOR.search(text) is not None and math.isclose(value, target, abs_tol=1e-9)
 
 
+def closeness(text: str, target: float) -> float:
+    """The twist of a partial expression: ``-2 log(1 + |v - target|)``, ``v``
+    its :func:`partial_value`, or 0 when it has no operator yet (a bare
+    "24" is not an answer); ``|v - target|`` is capped at 1e6."""
+    value = partial_value(text)
+    if value is None or OPERATOR.search(text) is None:
+        value = 0.0
+    return -2.0 * math.log1p(min(abs(value - target), 1e6))
+
+
+@ppl.builtin(name="expression_grammar", replace=True, pure=True)
+def _grammar_builtin() -> str:
+    """``GRAMMAR``'s text as a builtin of the steer language, for
+    examples/arithmetic.steer (``--import examples/arithmetic.py``), which
+    constrains its context with ``grammar(expression_grammar())``."""
+    return GRAMMAR
+
+
+# The final test and the twist, as the builtins hits_target and closeness_to_target.
+ppl.builtin(hits, name="hits_target", replace=True)
+ppl.builtin(closeness, name="closeness_to_target", replace=True)
+
+
 class Arithmetic(ppl.Model):
     """An expression of the arithmetic grammar equal to ``target``."""
 
@@ -115,10 +142,7 @@ class Arithmetic(ppl.Model):
             self.condition(hits(text, self.target))
             self.finish()
             return
-        value = partial_value(text)
-        if value is None or OPERATOR.search(text) is None:
-            value = 0.0  # no operator yet: no progress (a bare "24" is not an answer)
-        self.twist(-2.0 * math.log1p(min(abs(value - self.target), 1e6)))
+        self.twist(closeness(text, self.target))
 
     def result_key(self):
         return self.ctx.text.strip()

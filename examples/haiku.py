@@ -27,6 +27,8 @@ clumsy lines, and a low-weight result strings together syllables the CMU
 dictionary happens to list ("dai - dae - ee - ai - ai").
 
 Run: ppl run examples/haiku.py --particles 8 --expand 3 --seed 0 --chat
+Also written as examples/haiku_fn.py (@ppl.program) and examples/haiku.steer
+(the DSL: the same AWRS, with this file's predicates imported as builtins).
 """
 
 from __future__ import annotations
@@ -118,6 +120,19 @@ def is_haiku(text: str, pattern=PATTERN) -> bool:
     """``text`` is exactly ``len(pattern)`` lines with these syllable counts."""
     lines = text.strip().split("\n")
     return len(lines) == len(pattern) and all(syllables(l) == n for l, n in zip(lines, pattern))
+
+
+@ppl.builtin(name="haiku_prefix_ok", replace=True)
+def _haiku_prefix_ok_builtin(text: str) -> bool:
+    """``haiku_prefix_ok`` (the 5-7-5 pattern) as a builtin of the steer
+    language, for examples/haiku.steer (``--import examples/haiku.py``)."""
+    return haiku_prefix_ok(text)
+
+
+@ppl.builtin(name="is_haiku", replace=True)
+def _is_haiku_builtin(text: str) -> bool:
+    """``is_haiku`` (the 5-7-5 pattern) as a builtin of the steer language."""
+    return is_haiku(text)
 
 
 # No special tokens except EOS.

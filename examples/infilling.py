@@ -22,7 +22,9 @@ gaps were filled with unrelated text ("a little To make a text transformer
 lived in a 1027."); 16 particles instead of 8 gave no better gaps.
 
 Run: ppl run examples/infilling.py --particles 8 --expand 3 --seed 0
-Also written as examples/infilling.steer (the DSL).
+Also written as examples/infilling_class.py (a ppl.Model subclass) and
+examples/infilling.steer (the DSL, with this file's gap tokens imported as
+the builtin ``gap_tokens``): the same model, the same run for a seed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ GAP = "___"
 
 # Tokens allowed in a gap: no newline, no EOS, no special tokens.
 GAP_TOKENS = ppl.lacks("\n") & ppl.no_special() & ppl.not_eos()
+
+
+@ppl.builtin(name="gap_tokens", returns="constraint", replace=True, pure=True)
+def _gap_tokens_builtin():
+    """``GAP_TOKENS`` as a builtin of the steer language (a token constraint),
+    for examples/infilling.steer (``--import examples/infilling.py``)."""
+    return GAP_TOKENS
 
 
 def fills(template: str, text: str) -> bool:

@@ -21,6 +21,9 @@ training data. At the documented settings every particle ends on the good
 output above (P 1.0).
 
 Run: ppl run examples/json_schema.py --particles 8 --expand 3 --seed 0 --chat
+Also written as examples/json_schema_fn.py (@ppl.program) and
+examples/json_schema.steer (the DSL: the schema taken from this file through
+the builtin ``record_schema``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ SCHEMA = {
     "required": ["name", "age", "job"],
     "additionalProperties": False,
 }
+
+
+@ppl.builtin(replace=True, pure=True)
+def record_schema() -> str:
+    """``SCHEMA`` as JSON text, a builtin of the steer language for
+    examples/json_schema.steer (``json_schema(record_schema())``)."""
+    return json.dumps(SCHEMA)
+
 
 PROMPT = "Marie Curie was a physicist and chemist who died aged 66. As JSON:\n"
 

@@ -28,6 +28,10 @@ lost city, and the stories stop at the 30-token limit, mid-sentence. log Z
 is positive (the final factor adds strength times similarity): not a probability.
 
 Run: ppl run examples/semantic_steering.py --particles 8 --expand 3 --seed 0 --chat
+Also written as examples/semantic_steering_fn.py (@ppl.program) and
+examples/semantic_steering.steer (the DSL: this file's similarity and result
+label imported as the builtins ``topic_similarity`` and ``labelled_story``):
+the same model, the same run for a seed.
 """
 
 from __future__ import annotations
@@ -88,6 +92,16 @@ def similarity(text: str, topic: str) -> float:
     return float(np.dot(a, b))
 
 
+def labelled_story(text: str, topic: str) -> str:
+    """A result as the gallery prints it: ``[sim 0.62] text``."""
+    return f"[sim {similarity(text, topic):.2f}] {text}"
+
+
+# The similarity and the result's label as builtins of the steer language, for
+# examples/semantic_steering.steer (``--import examples/semantic_steering.py``).
+ppl.builtin(similarity, name="topic_similarity", replace=True)
+ppl.builtin(labelled_story, name="labelled_story", replace=True)
+
 PLAIN = ppl.no_special()
 
 
@@ -118,7 +132,7 @@ class SemanticStory(ppl.Model):
                 self.twist(log_w)
 
     def result_key(self):
-        return f"[sim {similarity(self.ctx.text, self.topic):.2f}] {self.ctx.text}"
+        return labelled_story(self.ctx.text, self.topic)
 
 
 if __name__ == "__main__":

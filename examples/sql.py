@@ -18,6 +18,9 @@ question comes fourth (P 0.16). The prompt is a few-shot completion ending in
 were much the same, the answering query fifth (P 0.10).
 
 Run: ppl run examples/sql.py --particles 8 --expand 3 --seed 0
+Also written as examples/sql_fn.py (@ppl.program) and examples/sql.steer
+(the DSL: the grammar and the prompt built by this file, imported as the
+builtins ``sql_grammar`` and ``prompt_for``).
 """
 
 from __future__ import annotations
@@ -63,9 +66,25 @@ def sql_grammar(table: str = TABLE, columns: dict = COLUMNS) -> str:
 
 
 def prompt_for(question: str, table: str = TABLE, columns: dict = COLUMNS) -> str:
+    """The few-shot prompt: the table and its columns, a worked example (for
+    the default table), the question, then "SQL:" for the model to continue."""
     cols = ", ".join(f"{c} {t}" for c, t in columns.items())
     example = "Question: Who earns more than 5000?\nSQL: SELECT name FROM people WHERE salary > 5000;\n"
     return f"Table: {table}({cols})\n{example if table == TABLE else ''}Question: {question}\nSQL:"
+
+
+@ppl.builtin(name="sql_grammar", replace=True, pure=True)
+def _sql_grammar_builtin() -> str:
+    """``sql_grammar()`` over ``TABLE`` and ``COLUMNS``, as a builtin of the
+    steer language for examples/sql.steer (``--import examples/sql.py``)."""
+    return sql_grammar()
+
+
+@ppl.builtin(name="prompt_for", replace=True, pure=True)
+def _prompt_for_builtin(question: str) -> str:
+    """``prompt_for(question)`` over ``TABLE`` and ``COLUMNS``, as a builtin of
+    the steer language."""
+    return prompt_for(question)
 
 
 def valid_query(text: str, table: str = TABLE, columns: dict = COLUMNS) -> bool:

@@ -355,8 +355,9 @@ def test_the_example_checks():
     from support.gallery_helpers import load_example
 
     examples = Path(__file__).resolve().parents[2] / "examples"
-    load_example("short_words")  # short_words.steer's --import: the builtin short_words_only
     for path in sorted(examples.glob("*.steer")):
+        if path.with_suffix(".py").is_file():
+            load_example(path.stem)  # its documented --import: the builtins it defines
         assert dsl.check_file(path) == [], path
     lipogram = dsl.load(examples / "lipogram.steer")
     assert [(p.name, p.type, p.default) for p in lipogram.params] == [
