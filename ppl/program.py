@@ -201,7 +201,10 @@ class ProgramModel(Model):
 
     async def _start(self) -> None:
         """Create the coroutine and, in a clone, replay it to its parent's point."""
-        self._coro = self._fn(*self._args, **self._kwargs)
+        # a context passed as an argument: each particle extends its own handle
+        args = [copy.copy(a) if isinstance(a, LMContext) else a for a in self._args]
+        kwargs = {k: copy.copy(v) if isinstance(v, LMContext) else v for k, v in self._kwargs.items()}
+        self._coro = self._fn(*args, **kwargs)
         self._started = True
         if self._replay_to:
             self._n = self._replay_to

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ import ppl
 from ppl import coroutine_copy
 
 ProgramModel = sys.modules["ppl.program"].ProgramModel
+ReplayWarning = sys.modules["ppl.program"].ReplayWarning
 SETTINGS = [("steer", {"n_particles": 6, "expand": 3}), ("smc", {"n_particles": 8}), ("is", {"n_particles": 4})]
 
 
@@ -42,7 +44,9 @@ def runs(model_of, seeds=range(4), method="steer", **options):
         ProgramModel.copy_frames = mode
         try:
             lm = toy_lm()
-            out[mode] = [ppl.infer(model_of(lm), method=method, seed=s, **options) for s in seeds]
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ReplayWarning)  # copying must not fall back
+                out[mode] = [ppl.infer(model_of(lm), method=method, seed=s, **options) for s in seeds]
         finally:
             ProgramModel.copy_frames = True
     return out[True], out[False]
@@ -234,7 +238,7 @@ def test_a_refused_copy_falls_back_to_replay_and_warns():
         return ctx.text
 
     lm = toy_lm()
-    with pytest.warns(sys.modules["ppl.program"].ReplayWarning, match="closure_program.*replaying.*living closure"):
+    with pytest.warns(ReplayWarning, match="closure_program.*replaying.*living closure"):
         a = ppl.infer(closure_program(lm), method="steer", n_particles=6, expand=3, seed=5)
     b = ppl.infer(plain_program(lm), method="steer", n_particles=6, expand=3, seed=5)
     assert a.log_Z == b.log_Z and a.posterior() == b.posterior()
@@ -282,3 +286,21 @@ def test_cloned_particles_need_no_replay():
         assert c.trace[: len(p.trace)] == p.trace
 
     asyncio.run(go())
+
+
+@ppl.program
+async def on_given_context(ctx):
+    """A program handed a context: each particle extends its own handle."""
+    while len(ctx) < MAX_LEN:
+        tok = await ppl.sample(ctx.next_token().where(LACKS_C))
+        if tok.is_eos:
+            break
+    return ctx.text
+
+
+@pytest.mark.parametrize("method,options", SETTINGS, ids=[m for m, _ in SETTINGS])
+def test_a_context_argument_is_each_particles_own(method, options):
+    copied, replayed = runs(lambda lm: on_given_context(lm.context("")), method=method, **options)
+    assert_same_runs(copied, replayed)
+    plain = [ppl.infer(FUNCTION_PROGRAMS[0](toy_lm()), method=method, seed=s, **options) for s in range(4)]
+    assert [r.log_Z for r in copied] == [r.log_Z for r in plain]
