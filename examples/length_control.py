@@ -14,13 +14,17 @@ words whose last word ends with a full stop, e.g. for n = 12:
 "The sun was shining brightly in the sky as I walked home." Finite log Z.
 At the documented settings one sentence takes almost all the weight: "A
 walk home is when something is done on your way home." (12 words, on topic,
-flat). The prompt is raw text ending in a colon, not a chat message: as an
+flat; log Z = -2.80 after 18 steps), and the three forms print the same
+results. The prompt is raw text ending in a colon, not a chat message: as an
 instruction under the chat template (``--chat``) the 12-word sentence the
 model gave was off topic ("Our manager always expect their employees to be
 committed to their teams.").
 
 Run: ppl run examples/length_control.py --particles 8 --expand 3 --seed 0
-Also written as examples/length_control_fn.py and examples/length_control.steer.
+Also written as examples/length_control_fn.py and examples/length_control.steer:
+the same model (the same masks, the same AWRS check, the same conditions and
+finishing rule), so with the same seed the same run
+(tests/gallery/test_forms_length_control.py).
 """
 
 from __future__ import annotations

@@ -127,11 +127,11 @@ def _programs_in(module) -> dict[str, Any]:
     return found
 
 
-def _load_steer(path: Path, max_steps: int | None, time_limit: float | None = None):
+def _load_steer(path: Path, max_steps: int | None, time_limit: float | None = None, program: str | None = None):
     from .dsl import DEFAULT_MAX_STEPS, DSLError, load
 
     try:
-        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS, time_limit=time_limit)
+        return load(path, max_steps=max_steps or DEFAULT_MAX_STEPS, time_limit=time_limit, program=program)
     except DSLError as exc:
         raise ProgramFailed(str(exc)) from None
     except ArgumentError as exc:  # a bad limit
@@ -167,7 +167,7 @@ def find_program(spec: str, max_steps: int | None = None,
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     if path.suffix == ".steer":
-        program = _load_steer(path, max_steps, time_limit)
+        program = _load_steer(path, max_steps, time_limit, program=name or None)
         return path, program.name, program, None
     if time_limit is not None:
         raise UsageError(f"{path}: --time-limit applies to .steer programs only")

@@ -21,6 +21,10 @@ no attribute access beyond ``ctx.next_token()``, ``ctx.text``,
 with ``__``. Python code adds builtins with :func:`builtin`. What a program
 builds, does and takes is bounded by its :class:`Limits` (``limits``).
 
+A file may hold several programs that call one another (``x = call
+f(args)``, the submodels of the language); ``load(path, program=NAME)``
+picks the one that runs, by default the only one no other program calls.
+
 The grammar is ``grammar/steer.lark``; the language reference is
 ``docs/dsl.md``.
 
@@ -33,7 +37,9 @@ registry, ``stdlib`` the language's own builtins, ``values`` what values are,
 ``operators`` what operators do, ``limits`` the budgets they are held to,
 ``errors`` the diagnostics and exceptions, ``sampling`` what a sample
 statement draws from (``where``, ``where_checked``, ``proposal``),
-``resolve`` the files a program names (``grammar("x.lark")``).
+``resolve`` the files a program names (``grammar("x.lark")``), ``calls``
+and ``inline`` the programs of a file that call one another
+(``x = call f(args)``: checked across programs, compiled by inlining).
 """
 
 from .api import check_file, check_source, compile, load

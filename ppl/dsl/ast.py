@@ -145,6 +145,15 @@ class IfExp(Expr):
 
 
 @dataclass(frozen=True)
+class Predicate(Node):
+    """``NAME: TEST`` after ``where_checked``: a predicate on the text written
+    in the language, ``TEST`` worked out with ``NAME`` bound to the text."""
+
+    param: Name
+    test: Expr
+
+
+@dataclass(frozen=True)
 class Stmt(Node):
     pass
 
@@ -159,15 +168,27 @@ class Assign(Stmt, _FromRule):
 class Sample(Stmt):
     """``target ~ dist [where C] [where_checked PRED] [proposal Q [where D]]``:
     ``where`` restricts ``dist`` by a token mask, ``where_checked`` by a
-    predicate on the text (AWRS), ``proposal`` draws from ``Q`` (restricted
-    by ``D``) and weights by ``p/q``."""
+    predicate on the text (AWRS: a builtin's name, or a :class:`Predicate`),
+    ``proposal`` draws from ``Q`` (restricted by ``D``) and weights by ``p/q``."""
 
     target: Name
     dist: Expr
     where: Expr | None
-    checked: Expr | None = None
+    checked: Expr | Predicate | None = None
     proposal: Expr | None = None
     proposal_where: Expr | None = None
+
+
+@dataclass(frozen=True)
+class CallProgram(Stmt):
+    """``[target =] call program(args, key=value, ...)``: the body of
+    another program of the file, run here on the calling particle as one
+    step block; ``target`` (None for a bare ``call``) gets its value."""
+
+    target: Name | None
+    program: Name
+    args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...] = ()
 
 
 @dataclass(frozen=True)

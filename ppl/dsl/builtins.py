@@ -43,7 +43,7 @@ from .values import brief, depth, freeze, show
 #: words of the language, which can never name a builtin
 KEYWORDS = frozenset(
     "program observe condition factor twist finish return break continue pass if elif else "
-    "for in repeat while step where where_checked proposal and or not True False".split()
+    "for in repeat while step where where_checked proposal call and or not True False".split()
 )
 
 

@@ -23,11 +23,18 @@ Reported, all in one pass, each at its place:
 - conditional expressions whose branches differ in type; keyword
   arguments that are unknown, repeated or missing (``Builtin.bind``);
   ``token_predicate``/``where_checked`` given anything but a builtin
-  ``str -> bool``; proposals that are not distributions, or not next-token
+  ``str -> bool`` (or, for ``where_checked NAME: TEST``, a ``NAME`` that is
+  not new and a ``TEST`` that is not a truth value); proposals that are not distributions, or not next-token
   ones for a next-token target, or beside ``where_checked``;
   ``grammar("x.lark")`` naming no file (:mod:`ppl.dsl.resolve`);
-- the header: parameter types (``str int float bool list``), defaults that are
-  constants of the declared type, duplicate parameters.
+- the header: parameter types (``str int float bool list``, and ``context``
+  ``token`` in a program another calls), defaults that are constants of the
+  declared type, duplicate parameters;
+- calls of other programs (``x = call f(args)``, :mod:`ppl.dsl.calls`):
+  unknown programs (a builtin or a variable named instead, with a "did you
+  mean"), arguments that do not bind to the parameters or whose known type
+  is wrong, recursion, a program called as a builtin (``f(x)``), and
+  programs defined twice.
 
 Types (:mod:`ppl.dsl.types`) are inferred where they are certain (literals,
 parameters, builtins' declared results, variables whose every assignment has
@@ -43,13 +50,14 @@ from typing import Any
 
 from . import ast
 from .builtins import PREDICATE_TAKERS, Builtin, Registry
+from .calls import Programs, bind, recursive_calls, statements
 from .errors import Diagnostic
 from .limits import CheckBudgetSpent
 from .resolve import FILE_ARGUMENTS, is_lark_name, missing_message
 from .operators import ATTRIBUTES, OpError, binop, compare, index, slice_, truth, unary
 from .types import (
+    CALL_PARAM_TYPES,
     NUM,
-    PARAM_TYPES,
     binop_type,
     describe_type,
     fits,
@@ -78,8 +86,11 @@ class Checker(ast.Visitor):
     """Walks a program once per type-inference round, then once reporting."""
 
     def __init__(self, program: ast.Program, registry: Registry, filename: str,
-                 source_lines: list[str], suppressed: set[str] = frozenset()):
+                 source_lines: list[str], suppressed: set[str] = frozenset(),
+                 programs: Programs | None = None, recursive: dict[int, str] | None = None):
         self.program = program
+        self.programs = programs if programs is not None else Programs((program,))
+        self.recursive = recursive or {}  # id(call) -> why it is recursive
         self.registry = registry
         self.filename = filename
         self.lines = source_lines
@@ -149,9 +160,9 @@ class Checker(ast.Visitor):
     def param_type(self, p: ast.Param) -> str | None:
         declared = None
         if p.type is not None:
-            declared = PARAM_TYPES.get(p.type)
+            declared = CALL_PARAM_TYPES.get(p.type)
             if declared is None:
-                close = difflib.get_close_matches(p.type, list(PARAM_TYPES), n=1)
+                close = difflib.get_close_matches(p.type, list(CALL_PARAM_TYPES), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.error((p.line, p.type_column),
                            f"unknown parameter type {p.type!r}: the types are str, int, float, bool and list{hint}",
@@ -163,7 +174,7 @@ class Checker(ast.Visitor):
             elif declared is not None and not fits(value, declared):
                 self.error(p.default, f"the default of {p.name!r} must be {declared}, got {value_type(value)} {short(value)}")
             if declared is None and p.type is None and value is not _NOCONST:
-                declared = PARAM_TYPES.get(value_type(value))
+                declared = CALL_PARAM_TYPES.get(value_type(value))
         if p.type is None and p.default is None:
             self.error(p, f"parameter {p.name!r} needs a type: write {p.name}: str (or int, float, bool, list)",
                        end=p.column + len(p.name))
@@ -183,8 +194,9 @@ class Checker(ast.Visitor):
     def binders(self) -> list[ast.Stmt]:
         """The statements that give variables values, in source order (found once)."""
         if self._binders is None:
-            self._binders = [n for n in _statements(self.program.body)
-                             if isinstance(n, (ast.Assign, ast.Sample, ast.For))]
+            self._binders = [n for n in statements(self.program.body)
+                             if isinstance(n, (ast.Assign, ast.Sample, ast.For, ast.CallProgram))
+                             and n.target is not None]
         return self._binders
 
     def assigned_names(self) -> set[str]:
@@ -200,8 +212,8 @@ class Checker(ast.Visitor):
             elif isinstance(node, ast.For):
                 it, _ = self.visit(node.iter)
                 t = "str" if it == "str" else "any"
-            else:
-                continue
+            else:  # a call's value: whatever the program returns
+                t = "any"
             types.setdefault(node.target.id, []).append(t)
         return types
 
@@ -265,6 +277,9 @@ class Checker(ast.Visitor):
         if t not in ("nextdist", "any"):
             self.error(s.dist, "'where_checked' applies only to a next-token distribution (ctx.next_token()); "
                        f"this is {describe_type(t)}")
+        if isinstance(s.checked, ast.Predicate):
+            self.predicate_test(s.checked)
+            return
         entry = self.registry.get(s.checked.id) if isinstance(s.checked, ast.Name) else None
         if entry is None or entry.is_constant or s.checked.id in self.params or s.checked.id in self.vars:
             self.visit(s.checked)
@@ -274,6 +289,26 @@ class Checker(ast.Visitor):
                        "with @ppl.builtin), which is given the whole generated text with the candidate token")
             return
         self.check_predicate(s.checked, entry, "where_checked")
+
+    def predicate_test(self, p: ast.Predicate) -> None:
+        """``where_checked NAME: TEST``: ``NAME`` (a str, the text) is known in
+        ``TEST`` alone, shadows nothing, and ``TEST`` is a truth value."""
+        name = p.param.id
+        self.check_new_name(name, p.param, p.param.column, "predicate's")
+        if name in self.params or name in self.vars:
+            what = "parameter" if name in self.params else "variable"
+            self.error(p.param, f"{name!r} is already a {what} of the program: name the text "
+                       "of 'where_checked NAME: TEST' with a new name")
+            t, _ = self.visit(p.test)
+        else:
+            self.params[name] = "str"
+            try:
+                t, _ = self.visit(p.test)
+            finally:
+                del self.params[name]
+        if not static_fits(t, "bool"):
+            self.error(p.test, "the test of 'where_checked NAME: TEST' must be True or False; "
+                       f"got {describe_type(t)}")
 
     def proposal(self, t: str, s: ast.Sample) -> None:
         qt, _ = self.visit(s.proposal)
@@ -287,6 +322,63 @@ class Checker(ast.Visitor):
         if s.proposal_where is not None:
             self.where(qt, s.proposal, s.proposal_where, "'where' on a proposal")
 
+
+    def visit_CallProgram(self, s: ast.CallProgram) -> None:
+        """``[x =] call f(args)``: ``f`` a program of the file, the arguments
+        binding to its parameters, no recursion (:mod:`ppl.dsl.calls`)."""
+        if s.target is not None:
+            self.target(s.target)
+        name = s.program.id
+        callee = self.programs.get(name)
+        if callee is None:
+            for a in list(s.args) + [k.value for k in s.keywords]:
+                self.visit(a)
+            self.unknown_program(s.program)
+            return
+        if id(s) in self.recursive:
+            self.error(s.program, self.recursive[id(s)])
+        bound, node, message = bind(s, callee)
+        if message:
+            for a in list(s.args) + [k.value for k in s.keywords]:
+                self.visit(a)
+            self.error(node, message)
+            return
+        for param, arg in bound:
+            if arg is None:
+                continue
+            t, _ = self.visit(arg)
+            declared = self.param_of(param)
+            if t == "nextdist":
+                self.error(arg, "a next-token distribution cannot be passed to a program; sample it first")
+            elif not static_fits(t, declared):
+                self.error(arg, f"argument {param.name!r} of program {name!r} must be "
+                           f"{describe_type(declared)}, got {describe_type(t)}")
+
+    def param_of(self, p: ast.Param) -> str:
+        """The type of a parameter of another program (``any`` when unknown)."""
+        if p.type is not None:
+            return CALL_PARAM_TYPES.get(p.type, "any")
+        if p.default is not None:
+            t, value = constant(p.default, self.registry)
+            return CALL_PARAM_TYPES.get(value_type(value), "any") if value is not _NOCONST else "any"
+        return "any"
+
+    def unknown_program(self, e: ast.Name) -> None:
+        name, end = e.id, e.column + len(e.id)
+        entry = self.registry.get(name)
+        if entry is not None:
+            kind = "constant" if entry.is_constant else "function"
+            how = f", as in x = {name}(...)" if not entry.is_constant else ""
+            self.error(e, f"{name!r} is a builtin {kind}, not a program of this file: use it without 'call'{how}",
+                       end=end)
+        elif name in self.params or name in self.vars:
+            self.error(e, f"{name!r} is a variable, not a program of this file", end=end)
+        elif name not in self.suppressed:
+            known = self.programs.names()
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else (
+                f"; the programs of this file are {', '.join(known)}" if known else "")
+            self.error(e, f"unknown program {name!r}{hint}", end=end)
 
     def visit_Observe(self, s: ast.Observe) -> None:
         t, _ = self.visit(s.dist)
@@ -415,6 +507,9 @@ class Checker(ast.Visitor):
             return
         if name in ("true", "false"):
             self.error(e, f"undefined name {name!r}; did you mean {name.capitalize()!r}?", end=end)
+            return
+        if name in self.programs and not call:
+            self.error(e, f"{name!r} is a program, not a value: run it with x = call {name}(...)", end=end)
             return
         if name in PYTHON_BUILTINS:
             self.error(e, f"{name!r} is a Python builtin, which .steer programs cannot use; they can use "
@@ -600,6 +695,9 @@ class Checker(ast.Visitor):
         if entry is None:
             if name in self.params or name in self.vars:
                 self.error(e.func, f"{name!r} is a variable, not a function")
+            elif name in self.programs and name not in self.suppressed:
+                self.error(e.func, f"{name!r} is a program, not a builtin: run it in a statement of its own, "
+                           f"x = call {name}(...)")
             else:
                 self.undefined(e.func, name, call=True)
             return "any", _NOCONST
@@ -670,19 +768,6 @@ class Checker(ast.Visitor):
         return (returns if "|" not in returns else "any"), _NOCONST
 
 
-def _statements(body):
-    """Every statement in ``body`` and the blocks inside it, in source order."""
-    for stmt in body:
-        yield stmt
-        if isinstance(stmt, ast.If):
-            for _, block in stmt.branches:
-                yield from _statements(block)
-            if stmt.orelse:
-                yield from _statements(stmt.orelse)
-        elif isinstance(stmt, (ast.For, ast.Repeat, ast.While, ast.Step)):
-            yield from _statements(stmt.body)
-
-
 def _fold(fn, args) -> tuple[str, Any, str | None]:
     try:
         value = fn(*args)  # operators and builtins return values as the language holds them
@@ -699,8 +784,25 @@ def _fold(fn, args) -> tuple[str, Any, str | None]:
 
 def check_program(program: ast.Program, registry: Registry, filename: str, source_lines: list[str],
                   suppressed: set[str] = frozenset()) -> list[Diagnostic]:
-    """The semantic diagnostics of a parsed program."""
-    return Checker(program, registry, filename, source_lines, suppressed).run()
+    """The semantic diagnostics of a parsed program (alone in its file)."""
+    return check_programs((program,), registry, filename, source_lines, suppressed)
+
+
+def check_programs(programs: tuple[ast.Program, ...], registry: Registry, filename: str,
+                   source_lines: list[str], suppressed: set[str] = frozenset()) -> list[Diagnostic]:
+    """The semantic diagnostics of the parsed programs of one file: each
+    program's, its calls of the others', and names defined twice."""
+    table = Programs(programs)
+    recursive = recursive_calls(table)
+    out = []
+    for p in table.duplicates:
+        first = table.get(p.name)
+        src = source_lines[p.line - 1] if 1 <= p.line <= len(source_lines) else ""
+        out.append(Diagnostic(filename, p.line, p.name_column, f"a program named {p.name!r} is already "
+                              f"defined at line {first.line}", src, p.name_column + len(p.name)))
+    for p in programs:
+        out += Checker(p, registry, filename, source_lines, suppressed, table, recursive).run()
+    return out
 
 
 def constant(e: ast.Expr, registry: Registry) -> tuple[str, Any]:

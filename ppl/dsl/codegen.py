@@ -11,6 +11,10 @@ head, ``break`` is a ``JUMP`` past it. A ``step:`` block is a ``STEP``
 the outermost block in ``group`` (no step ends before them). A ``for``/``repeat`` loop keeps its
 state in the environment under a slot name (``%loop1`` ...), and the
 language model is there under :data:`LM_KEY`: names a program cannot write.
+A call of another program (``x = call f(args)``) is compiled by
+:mod:`ppl.dsl.inline`, which copies ``f``'s body in place with its names
+under a ``scope`` of their own (``%call1.n`` ...) and adds the opcodes
+``CALL_START``, ``CALL_RETURN`` and ``CALL_END``.
 :class:`~ppl.dsl.machine.SteerModel` runs the instructions.
 """
 
@@ -45,10 +49,10 @@ LM_KEY = "%lm"  # the language model, in every environment (not a legal name)
 
 # opcodes
 (ASSIGN, SAMPLE, OBSERVE, CONDITION, FACTOR, TWIST, JUMP, JUMP_IF_FALSE, FOR_INIT, FOR_NEXT,
- REPEAT_INIT, REPEAT_NEXT, LOOP_BACK, FINISH, RETURN, STEP) = range(16)
+ REPEAT_INIT, REPEAT_NEXT, LOOP_BACK, FINISH, RETURN, STEP, CALL_START, CALL_RETURN, CALL_END) = range(19)
 
 OPNAMES = ("ASSIGN SAMPLE OBSERVE CONDITION FACTOR TWIST JUMP JUMP_IF_FALSE FOR_INIT FOR_NEXT "
-           "REPEAT_INIT REPEAT_NEXT LOOP_BACK FINISH RETURN STEP").split()
+           "REPEAT_INIT REPEAT_NEXT LOOP_BACK FINISH RETURN STEP CALL_START CALL_RETURN CALL_END").split()
 
 
 class Instr:
@@ -92,11 +96,13 @@ def generate(program: ast.Program, registry: Registry, fail: Failure) -> list[In
 
 class ExprCompiler(ast.Visitor):
     """Expressions -> closures ``f(env)``; a failing operation raises a
-    located :class:`~ppl.dsl.errors.DSLRuntimeError` through ``fail``."""
+    located :class:`~ppl.dsl.errors.DSLRuntimeError` through ``fail``. A
+    variable ``x`` is ``env[scope + "x"]``."""
 
-    def __init__(self, registry: Registry, fail: Failure):
+    def __init__(self, registry: Registry, fail: Failure, scope: str = ""):
         self.registry = registry
         self.fail = fail
+        self.scope = scope
 
     def visit_Const(self, e):
         value = e.value
@@ -126,11 +132,11 @@ class ExprCompiler(ast.Visitor):
         if entry is not None and entry.is_constant:
             value = entry.value
             return lambda env: value
-        fail = self.fail
+        fail, key = self.fail, self.scope + name
 
         def f(env):
             try:
-                return env[name]
+                return env[key]
             except KeyError:
                 fail(e, f"{name!r} is used before it is given a value")
 
@@ -306,14 +312,17 @@ def guarded(f: Callable[[dict], Any], e: ast.Expr, fail: Failure) -> Callable[[d
 
 
 class CodeGen(ast.Visitor):
-    """Statements -> instructions, appended to ``code``."""
+    """Statements -> instructions, appended to ``code``; the program's names
+    are ``scope`` + name in the environment, and ``bound`` collects them."""
 
-    def __init__(self, registry: Registry, fail: Failure):
-        self.expr = ExprCompiler(registry, fail)
+    def __init__(self, registry: Registry, fail: Failure, scope: str = ""):
+        self.expr = ExprCompiler(registry, fail, scope)
+        self.scope = scope
+        self.bound: set[str] = set()
         self.code: list[Instr] = []
         self.loops: list[tuple[ast.Stmt, int, list[Instr]]] = []  # (loop, continue pc, breaks)
         self.slots = 0
-        self.group: ast.Step | None = None  # the outermost step: block being compiled
+        self.group: ast.Stmt | None = None  # the outermost step: block (or call) being compiled
 
     def emit(self, op, a=None, b=None, c=None, node=None) -> Instr:
         ins = Instr(op, a, b, c, node, self.loops[-1][0] if self.loops else None, self.group)
@@ -326,16 +335,23 @@ class CodeGen(ast.Visitor):
 
     def slot(self) -> str:
         self.slots += 1
-        return f"%loop{self.slots}"
+        return self.var(f"%loop{self.slots}")
+
+    def var(self, name: str) -> str:
+        """The environment's key of the program's name ``name``."""
+        key = self.scope + name
+        self.bound.add(key)
+        return key
 
     def closure(self, e: ast.Expr) -> Callable[[dict], Any]:
         return guarded(self.expr.visit(e), e, self.expr.fail)
 
     def visit_Assign(self, s: ast.Assign) -> None:
-        self.emit(ASSIGN, self.closure(s.value), s.target.id, node=s)
+        self.emit(ASSIGN, self.closure(s.value), self.var(s.target.id), node=s)
 
     def visit_Sample(self, s: ast.Sample) -> None:
-        self.emit(SAMPLE, sample_spec(s, self.closure, self.expr.registry, self.expr.fail), s.target.id, node=s)
+        spec = sample_spec(s, self.closure, self.expr.registry, self.expr.fail, self.scope)
+        self.emit(SAMPLE, spec, self.var(s.target.id), node=s)
 
     def visit_Observe(self, s: ast.Observe) -> None:
         self.emit(OBSERVE, self.closure(s.dist), self.closure(s.value), node=s)
@@ -389,7 +405,7 @@ class CodeGen(ast.Visitor):
     def visit_For(self, s: ast.For) -> None:
         slot = self.slot()
         self.emit(FOR_INIT, self.closure(s.iter), slot, node=s)
-        self.loop(s, FOR_NEXT, slot, s.target.id)
+        self.loop(s, FOR_NEXT, slot, self.var(s.target.id))
 
     def visit_Repeat(self, s: ast.Repeat) -> None:
         slot = self.slot()

@@ -23,7 +23,8 @@ there. (The first step also holds everything before the first token.) A
 the step already had one, and never inside it, so every primitive in the
 block (and in blocks nested in it) belongs to one step, as in ``async with
 ppl.step():``. A step that reaches ``finish``, ``return`` or the end of the
-program finishes the particle.
+program finishes the particle. A call of another program is a block too,
+its body inlined (its three opcodes: :class:`~ppl.dsl.inline.CallOps`).
 
 **Limits** (:class:`~ppl.dsl.limits.Limits`). A particle may take at most
 ``max_steps`` steps (default 4096); between two language-model tokens the
@@ -70,6 +71,7 @@ from .codegen import (
 from .env_copy import contexts_in as _contexts_in
 from .env_copy import copy_value as _copy_value
 from .errors import DSLError, DSLRuntimeError
+from .inline import CallOps
 from .limits import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MAX_STEPS,
@@ -90,7 +92,7 @@ from .values import brief, freeze, is_number, short, show
 __all__ = ["DEFAULT_MAX_ITERATIONS", "DEFAULT_MAX_STEPS", "SteerModel"]
 
 
-class SteerModel(Model):
+class SteerModel(CallOps, Model):
     """A particle running a compiled ``.steer`` program (see the module
     docstring). ``value`` is what it returned (or, after ``finish``, the text
     of the context it last drew a token from)."""
@@ -104,6 +106,7 @@ class SteerModel(Model):
         self._turns = 0  # loop turns in this step
         self._block_tokens = 0  # tokens taken in step: blocks in this step
         self._last_ctx: LMContext | None = None
+        self._tokens = 0  # token primitives taken (a call's value: did it draw one?)
         self.program_name = program.name
         self.value: Any = None
         self.limits = limits if limits is not None else Limits()
@@ -357,6 +360,7 @@ class SteerModel(Model):
         turns count from it and the block's tokens are bounded by max_steps."""
         self._token_in_step = True
         self._last_ctx = ctx
+        self._tokens += 1
         if ins.group is not None:
             self._turns = 0
             self._block_tokens += 1
@@ -384,7 +388,7 @@ class SteerModel(Model):
         FACTOR: _op_factor, TWIST: _op_factor, JUMP: _op_jump, JUMP_IF_FALSE: _op_jump_if_false,
         FOR_INIT: _op_for_init, FOR_NEXT: _op_for_next, REPEAT_INIT: _op_repeat_init,
         REPEAT_NEXT: _op_repeat_next, LOOP_BACK: _op_loop_back, FINISH: _op_finish, RETURN: _op_return,
-        STEP: _op_step,
+        STEP: _op_step, **CallOps.CALL_OPS,
     }
 
     async def _observe(self, ins: Instr, dist, value, pc: int):

@@ -132,7 +132,7 @@ class ToAST(Transformer):
         return ast.Name(str(token), **_pos(token))
 
     def start(self, meta, children):
-        return children[-1]
+        return tuple(children)
 
     def program(self, meta, children):
         name, params, body = children
@@ -229,6 +229,16 @@ class ToAST(Transformer):
                                       "a positional argument cannot follow a keyword argument"))
         return positional, keywords
 
+    def call_stmt(self, meta, children):
+        return self._call_program(None, *children, meta)
+
+    def call_assign(self, meta, children):
+        return self._call_program(*children, meta)
+
+    def _call_program(self, target, name, args, meta):
+        positional, keywords = args or ((), ())
+        return ast.CallProgram(target, name, positional, keywords, **_pos(meta))
+
     def keyword(self, meta, children):
         name, value = children
         return ast.Keyword(name.id, value, **_span(name, value))
@@ -247,6 +257,10 @@ class ToAST(Transformer):
 
     def checked_clause(self, meta, children):
         return children[0]
+
+    def checked_test(self, meta, children):
+        name, test = children
+        return ast.Predicate(name, test, **_span(name, test))
 
     def proposal_clause(self, meta, children):
         return children[0], children[1]
@@ -285,8 +299,18 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse(text: str, filename: str = "<string>") -> tuple[ast.Program | None, list[Diagnostic], set[str]]:
-    """Parse ``text``: the program (None if it could not be recovered), the
-    syntax diagnostics, and the names written on lines that failed to parse."""
+    """Parse ``text``: its first program (None if it could not be recovered;
+    :func:`parse_programs` gives them all), the syntax diagnostics, and the
+    names written on lines that failed to parse."""
+    programs, diagnostics, broken = parse_programs(text, filename)
+    return (programs[0] if programs else None), diagnostics, broken
+
+
+def parse_programs(text: str, filename: str = "<string>"
+                   ) -> tuple[tuple[ast.Program, ...] | None, list[Diagnostic], set[str]]:
+    """Parse ``text``: its programs in source order (None if they could not
+    be recovered), the syntax diagnostics, and the names written on lines
+    that failed to parse."""
     parser = lark_parser()
     source_lines = text.split("\n")
     lines = list(source_lines)
@@ -317,12 +341,12 @@ def parse(text: str, filename: str = "<string>") -> tuple[ast.Program | None, li
         else:
             transformer = ToAST()
             try:
-                program = transformer.transform(tree)
+                programs = transformer.transform(tree)
             except VisitError as exc:  # a bug in the transformer: report it plainly
                 raise exc.orig_exc from exc
             for line, column, end, message in transformer.problems:
                 diagnostics.append(diag(line, column, end, message))
-            return program, diagnostics, broken_names
+            return programs, diagnostics, broken_names
         if len(diagnostics) >= MAX_SYNTAX_ERRORS or parsed > MAX_PARSED_CHARS or not _replace(lines, line_no, replaced):
             return None, diagnostics, broken_names
         broken_names.update(_IDENT.findall(source_lines[line_no - 1]))
@@ -345,12 +369,13 @@ def _replace(lines: list[str], line_no: int, replaced: set[int]) -> bool:
     ):
         return False
     first_code = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), 0)
+    header = lines[line_no - 1].startswith("program ")
     if line_no - 1 == first_code and not lines[line_no - 1].lstrip().startswith("program "):
         return False  # no header: nothing to recover
-    if line_no - 1 != first_code and not lines[line_no - 1][:1].isspace():
-        return False  # outside the program: nothing to recover
+    if line_no - 1 != first_code and not lines[line_no - 1][:1].isspace() and not header:
+        return False  # outside every program: nothing to recover
     replaced.add(line_no)
-    if line_no - 1 == first_code:
+    if line_no - 1 == first_code or header:  # a broken header: a program named _ (ppl.dsl.calls ignores it)
         lines[line_no - 1] = "program _():"
     else:
         lines[line_no - 1] = _placeholder(lines, line_no - 1)

@@ -6,7 +6,9 @@
 - ``where_checked PRED``: ``p`` restricted to tokens ``x`` with
   ``PRED(text + text(x))`` true, ``text`` being what the context generated
   so far, sampled by AWRS (``p.where_checked(PRED)``): exact, with an
-  unbiased weight for the mass;
+  unbiased weight for the mass; ``where_checked NAME: TEST`` is the same
+  with the predicate written in the language (``TEST`` with ``NAME`` bound
+  to the text, :func:`written_predicate`);
 - ``proposal q [where D]``: ``x ~ q/|q|`` (``q`` restricted by ``D``) and the
   weight is multiplied by ``p(x) / (q(x)/|q|)``, as ``sample(p, proposal=q)``.
 
@@ -47,6 +49,34 @@ def predicate(entry: Builtin) -> Callable[[str], bool]:
     return pred
 
 
+def written_predicate(p: ast.Predicate, test: Callable[[dict], Any], fail: Failure, scope: str = ""
+                      ) -> Callable[[dict], Callable[[str], bool]]:
+    """``where_checked NAME: TEST`` as ``env -> pred``: ``pred(text)`` is the
+    value of ``TEST`` in the particle's environment ``env`` (as it is when
+    the token is drawn) with ``NAME`` (``scope + NAME`` in ``env``) bound to
+    ``text``; it must be a bool."""
+    name = p.param.id
+    key = scope + name
+    line = fail.lines[p.line - 1] if 1 <= p.line <= len(fail.lines) else ""
+    label = line[p.column - 1:p.end_column - 1] if p.end_line == p.line and line else f"{name}: ..."
+    label = label if len(label) <= 60 else label[:57] + "..."
+
+    def make(env: dict) -> Callable[[str], bool]:
+        local = dict(env)
+
+        def pred(text: str) -> bool:
+            local[key] = text
+            value = test(local)
+            if not isinstance(value, bool):
+                fail(p.test, f"the test of 'where_checked {name}: TEST' must be True or False; got {show(value)}")
+            return value
+
+        pred.__name__ = label
+        return pred
+
+    return make
+
+
 def restrict(dist, constraint, node: ast.Sample, where: ast.Expr, dist_node: ast.Expr, fail: Failure):
     """``dist where constraint``, or a located error."""
     if isinstance(constraint, SequenceConstraint):
@@ -63,12 +93,18 @@ def restrict(dist, constraint, node: ast.Sample, where: ast.Expr, dist_node: ast
         fail(where, str(exc), cause=exc)
 
 
-def sample_spec(s: ast.Sample, closure: Callable[[ast.Expr], Callable], registry, fail: Failure
-                ) -> Callable[[dict], tuple[Any, Any]]:
-    """The closure ``env -> (target, proposal or None)`` of ``s``."""
+def sample_spec(s: ast.Sample, closure: Callable[[ast.Expr], Callable], registry, fail: Failure,
+                scope: str = "") -> Callable[[dict], tuple[Any, Any]]:
+    """The closure ``env -> (target, proposal or None)`` of ``s`` (its names
+    under ``scope`` in ``env``)."""
     dist_f = closure(s.dist)
     where_f = closure(s.where) if s.where is not None else None
-    pred = predicate(registry[s.checked.id]) if isinstance(s.checked, ast.Name) and s.checked.id in registry else None
+    if isinstance(s.checked, ast.Predicate):
+        make_pred = written_predicate(s.checked, closure(s.checked.test), fail, scope)
+    else:
+        pred = predicate(registry[s.checked.id]) if isinstance(s.checked, ast.Name) and s.checked.id in registry \
+            else None
+        make_pred = lambda env: pred  # noqa: E731
     q_f = closure(s.proposal) if s.proposal is not None else None
     q_where_f = closure(s.proposal_where) if s.proposal_where is not None else None
 
@@ -77,7 +113,7 @@ def sample_spec(s: ast.Sample, closure: Callable[[ast.Expr], Callable], registry
         if where_f is not None:
             dist = restrict(dist, where_f(env), s, s.where, s.dist, fail)
         if s.checked is not None:
-            dist = _checked(dist, pred, s, fail)
+            dist = _checked(dist, make_pred(env), s, fail)
         if q_f is None:
             return dist, None
         q = q_f(env)

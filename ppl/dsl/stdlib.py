@@ -104,6 +104,12 @@ def _no_special():
     return constraints.no_special()
 
 
+@builtin(name="not_eos", args=(), returns="constraint", pure=True)
+def _not_eos():
+    """not_eos(): every token except EOS (the text may not end here)."""
+    return constraints.not_eos()
+
+
 @functools.lru_cache(maxsize=256)
 def _matches_token_cached(pattern: str):
     return constraints.matches_token(pattern)

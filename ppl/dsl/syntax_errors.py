@@ -91,6 +91,30 @@ SYNTAX_EXAMPLES: dict[str, list[str]] = {
         _body("step ~ bernoulli(0.5)"),
         _body("step += 1"),
     ],
+    "'call' is a word of the language, not a name: 'call NAME(ARGUMENTS)' runs another program "
+    "of the file; choose another name": [
+        _body("call = 1"),
+        _body("call ~ bernoulli(0.5)"),
+        _body("call += 1"),
+    ],
+    "a call of a program is a statement of its own: x = call NAME(ARGUMENTS), or call NAME(ARGUMENTS) "
+    "when its value is not needed": [
+        _body("x = 1 + call f(n)"),
+        _body("x = [call f(n)]"),
+        _body("x = g(call f(n))"),
+        _body("condition call f(n)"),
+        _body("factor call f(n)"),
+        _body("return call f(n)"),
+        _body("if call f(n):", "    pass"),
+    ],
+    "'call' names the program to run and its arguments: call NAME(ARGUMENTS)": [
+        _body("call f"),
+        _body("x = call f"),
+        _body("call 3"),
+        _body("x = call 3"),
+        _body("call f.g()"),
+        _body("x = call"),
+    ],
     "a .steer file must start with a header: program NAME(PARAMETERS):": [
         "x = 1\n",
         "ctx = lm('x')\n",
@@ -102,12 +126,11 @@ SYNTAX_EXAMPLES: dict[str, list[str]] = {
         "prog p():\n    pass\n",
         "3\n",
     ],
-    "a .steer file holds one program: everything after the header must be indented under it": [
-        _HEAD + "    pass\nx = 1\n",
-        _HEAD + "    pass\nprogram q():\n    pass\n",
-        _HEAD + "    pass\nrepeat 3:\n    pass\n",
-        _HEAD + "    pass\nfinish\n",
-        _HEAD + "    if n:\n        pass\nx = 1\n",
+    "a statement outside every program: a program's statements are indented under its header, "
+    "and another program starts with program NAME(PARAMETERS):": [
+        [head + tail for head in (_HEAD, "program p():\n")  # a header with and without parameters
+         for tail in ("    pass\nx = 1\n", "    pass\nrepeat 3:\n    pass\n", "    pass\nfinish\n",
+                      "    if n:\n        pass\nx = 1\n")],
     ],
     "expected ':' at the end of this line, before the indented block": [
         _body("if n == 1", "    pass"),
@@ -365,7 +388,7 @@ def _describe_expected(accepts: set[str], parser: Lark) -> str:
     expression_start = {"NAME", "STRING", "INT", "FLOAT", "LSQB", "LPAR", "MINUS"}
     if expression_start <= accepts:
         names.append("an expression")
-        accepts = accepts - expression_start - {"PLUS", "TRUE", "FALSE", "NOT"}
+        accepts = accepts - expression_start - {"PLUS", "TRUE", "FALSE", "NOT", "CALL"}
     for t in sorted(accepts):
         if t in _TOKEN_WORDS:
             names.append(_TOKEN_WORDS[t])

@@ -25,6 +25,9 @@ TYPES = ("int", "float", "number", "bool", "str", "list", "token", "context", "d
 #: the types a parameter may be declared with
 PARAM_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "list": "list"}
 
+#: ... and those of a program called by another (``x = call f(ctx)``: ppl.dsl.calls)
+CALL_PARAM_TYPES = {**PARAM_TYPES, "context": "context", "token": "token"}
+
 #: the types arithmetic takes
 NUM = frozenset({"int", "float", "number", "bool"})
 

@@ -50,8 +50,13 @@ BAD = [
      [(3, 9, "lm() has no argument named 'promt'; did you mean 'prompt'?")]),
     ("no header", "x = 1\n",
      [(1, 1, "a .steer file must start with a header: program NAME(PARAMETERS):")]),
-    ("two programs", body("pass") + "program q():\n    pass\n",
-     [(4, 1, "a .steer file holds one program: everything after the header must be indented under it")]),
+    ("statement after a program", body("pass") + "x = 1\n",
+     [(4, 1, "a statement outside every program: a program's statements are indented under its header, "
+             "and another program starts with program NAME(PARAMETERS):")]),
+    ("two uncalled programs", body("pass") + "program q():\n    pass\n",
+     [(4, 9, "bad.steer has several programs that no other program calls (p, q), so which one runs is not "
+             "clear: call the others from the one that runs, or name it: ppl run FILE.steer:NAME, or "
+             "ppl.dsl.load(path, program=NAME)")]),
     ("missing colon", body("if n == 1", "    pass"),
      [(3, 14, "expected ':' at the end of this line, before the indented block")]),
     ("missing block", body("repeat n:", "pass"),
