@@ -25,227 +25,250 @@ captured by a nested function) gets a new cell with a copy of its content,
 provided no living closure refers to it (otherwise that closure would keep
 reading the original's cell).
 
+**Special slots.** A bound builtin method (``add = seen.append``) is
+rebuilt on the copy of its object; a weak reference points to the copy of
+its referent; a finished generator is shared (it behaves the same whoever
+holds it). Inside containers, ``copy.deepcopy``'s own rules apply (it
+shares functions, builtin methods and weak references there), as in a class
+program's clone. Values on the value stack are copied like locals, even a
+global's (``G.append(await x)`` appends to a copy in the copy): programs
+must not mutate shared state, as for replay.
+
 **When it refuses.** :class:`NotCopyable` (and the caller falls back to
 replay) when the interpreter is not CPython 3.11 (the frame layout is
-private to a minor version; it is checked at import against a probe
-coroutine, see :func:`available`), a frame is not suspended, it is inside an
-``except`` block, its function's code was swapped, a cell is held by a
-living closure, or a slot cannot be deep-copied (an async generator, a
-pending future, a lock, a module).
-
-The layout read here is ``_PyGenObject_HEAD`` and ``_PyInterpreterFrame``
-of CPython 3.11 (``Include/cpython/genobject.h``,
-``Include/internal/pycore_frame.h``); the one ``ctypes`` module of ppl.
+private to a minor version; :mod:`ppl.frame_layout` reads it, and it is
+checked at import against probe coroutines, see :func:`available`), a frame
+is running or suspended inside an ``except`` block, a cell is held by a
+living closure, a slot cannot be deep-copied (an async generator, a
+pending future, a lock, a module) or is an iterator reading a dict or set
+live (its copy would be a frozen list), the chain of awaits is too deep for
+the recursion limit, or user code run by the copy (a ``__deepcopy__``)
+resumed, closed or re-coded the original. The checks come before anything
+is written; every slot is held before any user code runs; and a refused
+copy marks the frames it had begun as finished, so none of their code (a
+``finally`` block) ever runs.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import ctypes
+import itertools
 import sys
 import types
-from typing import Any, NamedTuple
+import weakref
+from typing import Any
 
-__all__ = ["NotCopyable", "available", "copy_coroutine"]
+from . import frame_layout as fl
+
+__all__ = ["NotCopyable", "available", "copy_coroutine", "reason"]
 
 
 class NotCopyable(Exception):
     """This coroutine cannot be copied; the message says why."""
 
 
-_PTR = ctypes.sizeof(ctypes.c_void_p)
-_CREATED, _SUSPENDED = -2, -1
-
-
-class _Frame(ctypes.Structure):
-    """``_PyInterpreterFrame`` of CPython 3.11, up to its slots (``localsplus``)."""
-
-    _fields_ = [
-        ("f_func", ctypes.c_void_p),
-        ("f_globals", ctypes.c_void_p),
-        ("f_builtins", ctypes.c_void_p),
-        ("f_locals", ctypes.c_void_p),
-        ("f_code", ctypes.c_void_p),
-        ("frame_obj", ctypes.c_void_p),
-        ("previous", ctypes.c_void_p),
-        ("prev_instr", ctypes.c_void_p),
-        ("stacktop", ctypes.c_int),
-        ("is_entry", ctypes.c_bool),
-        ("owner", ctypes.c_char),
-    ]
-
-
-class _Gen(ctypes.Structure):
-    """``_PyGenObject_HEAD`` of CPython 3.11 (coroutines and generators alike)."""
-
-    _fields_ = [
-        ("ob_refcnt", ctypes.c_ssize_t),
-        ("ob_type", ctypes.c_void_p),
-        ("code", ctypes.c_void_p),
-        ("weakreflist", ctypes.c_void_p),
-        ("name", ctypes.c_void_p),
-        ("qualname", ctypes.c_void_p),
-        ("exc_value", ctypes.c_void_p),
-        ("exc_previous_item", ctypes.c_void_p),
-        ("origin_or_finalizer", ctypes.c_void_p),
-        ("hooks_inited", ctypes.c_char),
-        ("closed", ctypes.c_char),
-        ("running_async", ctypes.c_char),
-        ("frame_state", ctypes.c_int8),
-        ("frame", _Frame),
-    ]
-
-
-_SLOTS = _Gen.frame.offset + ctypes.sizeof(_Frame)  # where localsplus starts
-
-_incref = ctypes.pythonapi.Py_IncRef
-_incref.argtypes = [ctypes.py_object]
-_decref = ctypes.pythonapi.Py_DecRef
-_decref.argtypes = [ctypes.py_object]
-
 _GENERATORS = frozenset({types.CoroutineType, types.GeneratorType})
-_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, types.FunctionType, types.BuiltinFunctionType, type})
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, types.FunctionType, type})
 _NONE = id(None)
 _NULL = object()  # an empty slot
 
-
-def _object(pointer: int) -> Any:
-    return ctypes.cast(pointer, ctypes.py_object).value
-
-
-class _Layout(NamedTuple):
-    """What copying a frame of one code object needs, computed once per code."""
-
-    n_locals: int  # slots before the value stack
-    first_free: int  # slots [first_free, n_locals) are free variables (shared)
-    max_top: int  # n_locals + the deepest value stack
-    argcount: int
-    kwonly: tuple  # names of the keyword-only parameters
-    pointers: type  # ctypes arrays over all slots: raw pointers, objects
-    objects: type
+_ordered = collections.OrderedDict()
+# Iterators over a dict or set read it live (a later value, a change of
+# size); their copy through ``__reduce__`` would be a frozen list.
+_LIVE_VIEWS = frozenset(type(it) for it in (
+    iter({}), iter({}.values()), iter({}.items()), reversed({}), reversed({}.values()), reversed({}.items()),
+    iter(set()), iter(_ordered), iter(_ordered.values()), iter(_ordered.items()), reversed(_ordered),
+    reversed(_ordered.values()), reversed(_ordered.items()),
+))
+# Iterators that wrap others (what their ``__reduce__`` arguments hold).
+_WRAPPERS = frozenset({enumerate, zip, map, filter, itertools.islice, itertools.chain, itertools.starmap,
+                       itertools.takewhile, itertools.dropwhile, itertools.compress, itertools.zip_longest})
 
 
-_LAYOUTS: dict = {}
+def _holds_live_view(value: Any, depth: int = 4) -> bool:
+    kind = type(value)
+    if kind in _LIVE_VIEWS:
+        return True
+    if depth == 0 or kind not in _WRAPPERS:
+        return False
+    try:
+        parts = value.__reduce__()[1]
+    except Exception:  # noqa: BLE001 - not reducible: deepcopy will refuse it
+        return False
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    return any(_holds_live_view(p, depth - 1) for p in parts
+               for p in (p if isinstance(p, tuple) else (p,)))
 
 
-def _layout(code: types.CodeType) -> _Layout:
-    """Locals are the code's variables, then its cells that are not
-    arguments, then its free variables; the value stack follows."""
-    found = _LAYOUTS.get(code)
-    if found is None:
-        extra_cells = sum(1 for name in code.co_cellvars if name not in code.co_varnames)
-        n_locals = code.co_nlocals + extra_cells + len(code.co_freevars)
-        argcount, max_top = code.co_argcount, n_locals + code.co_stacksize
-        kwonly = tuple(code.co_varnames[argcount : argcount + code.co_kwonlyargcount])
-        found = _Layout(n_locals, n_locals - len(code.co_freevars), max_top, argcount, kwonly,
-                        ctypes.c_void_p * max_top, ctypes.py_object * max_top)
-        _LAYOUTS[code] = found
-    return found
+class _Job:
+    """One copy of a chain in progress: ``copy.deepcopy``'s memo, and the
+    frames built so far (abandoned, without running them, if it fails)."""
+
+    __slots__ = ("memo", "built")
+
+    def __init__(self, memo: dict):
+        self.memo, self.built = memo, []
+
+    def abandon(self) -> None:
+        """Mark every frame built as finished, so that freeing it clears its
+        slots without running its ``finally`` blocks or warning that it was
+        never awaited."""
+        for gen in self.built:
+            fl.header(gen).frame_state = fl.COMPLETED
+        self.built.clear()
 
 
-def _check_frame(gen, code: types.CodeType) -> tuple[_Gen, Any]:
+def _check_frame(gen, code: types.CodeType) -> tuple[fl.Gen, Any]:
     """The generator's header and its function, after checking that it can
     be copied. A suspended frame's ``exc_value`` is NULL, or None once an
     exception was handled and put back: anything else is an exception being
     handled at the suspension point."""
-    head = _Gen.from_address(id(gen))
-    if head.frame_state != _SUSPENDED and head.frame_state != _CREATED:
+    head = fl.header(gen)
+    if head.frame_state != fl.SUSPENDED and head.frame_state != fl.CREATED:
         raise NotCopyable(f"{gen.__qualname__} is running")
     if head.exc_value is not None and head.exc_value != _NONE:
         raise NotCopyable(f"{gen.__qualname__} is suspended inside an except block")
     frame = head.frame
     if frame.f_code != id(code) or frame.f_locals is not None:
         raise NotCopyable(f"{gen.__qualname__}'s frame is not a plain function frame")
-    func = _object(frame.f_func)
+    func = fl.object_at(frame.f_func)
     if getattr(func, "__code__", None) is not code:
         raise NotCopyable(f"{gen.__qualname__}'s function no longer has its code")
     return head, func
 
 
-def _copy_cell(cell, memo: dict):
-    # held by the frame, by the slot array's read, by `cell` and by getrefcount's argument
-    if sys.getrefcount(cell) > 4:
+_CELL_REFS: list = []  # references to a cell that only its frame holds, as _copy_cell sees it (the probe measures it)
+
+
+def _copy_cell(cell, job: _Job):
+    refs = sys.getrefcount(cell)
+    if not _CELL_REFS:  # the probe, measuring
+        _CELL_REFS.append(refs)
+    elif refs > _CELL_REFS[0]:
         raise NotCopyable("a local variable is captured by a living closure (a lambda or nested function)")
     try:
         contents = cell.cell_contents
     except ValueError:  # an empty cell (assigned later)
         return types.CellType()
-    return types.CellType(_copy_value(contents, memo))
+    return types.CellType(_copy_value(contents, job))
 
 
-def _copy_value(value: Any, memo: dict) -> Any:
+def _copy_value(value: Any, job: _Job) -> Any:
     kind = type(value)
     if kind in _ATOMS:
         return value
-    found = memo.get(id(value), _NULL)
+    found = job.memo.get(id(value), _NULL)
     if found is not _NULL:
         return found
     if kind in _GENERATORS:
-        if _Gen.from_address(id(value)).frame_state > 0:
+        if fl.header(value).frame_state > 0:
             return value  # finished: it behaves the same whoever holds it
-        return _copy_generator(value, memo)
+        return _copy_generator(value, job)
+    if kind is types.BuiltinMethodType:  # a builtin function, or a bound one: `seen.append`
+        owner = value.__self__
+        if owner is None or isinstance(owner, (types.ModuleType, type)):
+            return value
+        return getattr(_copy_value(owner, job), value.__name__)
+    if kind is weakref.ReferenceType:
+        referent = value()
+        if referent is None:
+            return value
+        if id(referent) in job.memo and value.__callback__ is None:
+            return weakref.ref(job.memo[id(referent)])
+        raise NotCopyable("a weak reference in a frame, to an object the copy does not hold")
+    if _holds_live_view(value):
+        raise NotCopyable(f"a {kind.__name__} in a frame reads a dict or set live")
     try:
-        return copy.deepcopy(value, memo)
+        return copy.deepcopy(value, job.memo)
     except Exception as exc:  # noqa: BLE001 - any failure means: replay instead
         raise NotCopyable(f"a {kind.__name__} in a frame cannot be copied ({exc})") from None
 
 
-def _copy_generator(gen, memo: dict):
-    code = gen.cr_code if type(gen) is types.CoroutineType else gen.gi_code
+def _copy_generator(gen, job: _Job):
+    code = fl.code_of(gen)
     head, func = _check_frame(gen, code)
-    layout = _layout(code)
-    state, top = head.frame_state, head.frame.stacktop
-    if not layout.n_locals <= top <= layout.max_top or (state == _CREATED and top != layout.n_locals):
+    layout = fl.layout(code)
+    frame = head.frame
+    state, top, position = head.frame_state, frame.stacktop, frame.prev_instr
+    if not layout.n_locals <= top <= layout.max_top or (state == fl.CREATED and top != layout.n_locals):
         raise NotCopyable(f"{gen.__qualname__}'s value stack is not where it should be")
-    # Phase 1: copy every slot (nothing is written until all have been copied).
-    base = id(gen) + _SLOTS
+    # Hold every slot before any user code (a __deepcopy__) runs: it could
+    # close or resume the original and free what the slots point to.
+    base = id(gen) + fl.SLOTS
     objects = layout.objects.from_address(base)
-    first_free, n_locals = layout.first_free, layout.n_locals
-    values: list = []
-    for index, pointer in enumerate(layout.pointers.from_address(base)[:top]):
-        if pointer is None:
-            values.append(_NULL)
-        elif first_free <= index < n_locals:
-            values.append(objects[index])  # a free variable: the closure's cell, shared
-        else:
-            value = objects[index]
-            if index < first_free and type(value) is types.CellType:
-                values.append(_copy_cell(value, memo))
-            else:
-                values.append(_copy_value(value, memo))
+    held = [_NULL if pointer is None else objects[index]
+            for index, pointer in enumerate(layout.pointers.from_address(base)[:top])]
     del objects
-    # Phase 2: a fresh frame of the same function, given those slots.
     new = func(*([None] * layout.argcount), **dict.fromkeys(layout.kwonly))
-    memo[id(gen)] = new
-    new_head = _Gen.from_address(id(new))
-    initialised = new_head.frame.stacktop
-    slots = layout.pointers.from_address(id(new) + _SLOTS)
+    if type(new) is not type(gen) or fl.code_of(new) is not code:
+        fl.header(new).frame_state = fl.COMPLETED
+        raise NotCopyable(f"{gen.__qualname__}'s function no longer makes frames of its code")
+    job.built.append(new)
+    job.memo[id(gen)] = new  # (a frame that holds itself gets its copy)
+    values = [_copy_slot(value, index, layout, job) for index, value in enumerate(held)]
+    if (head.frame_state, frame.stacktop, frame.prev_instr) != (state, top, position) or func.__code__ is not code:
+        raise NotCopyable(f"{gen.__qualname__} ran or changed while it was being copied")
+    _write_slots(new, values, layout)
+    if state == fl.SUSPENDED:  # (a created one starts where the fresh one does)
+        new_head = fl.header(new)
+        new_head.frame.stacktop = top
+        new_head.frame.prev_instr = position
+        new_head.frame_state = fl.SUSPENDED
+    return new
+
+
+def _copy_slot(value: Any, index: int, layout: fl.Layout, job: _Job) -> Any:
+    if value is _NULL:
+        return _NULL
+    if layout.first_free <= index < layout.n_locals:
+        return value  # a free variable: the closure's cell, shared like the function
+    if index < layout.first_free and type(value) is types.CellType:
+        return _copy_cell(value, job)
+    return _copy_value(value, job)
+
+
+def _write_slots(new, values: list, layout: fl.Layout) -> None:
+    """Give the fresh frame ``new`` the slots ``values`` (owned references),
+    releasing the placeholders it was created with."""
+    initialised = fl.header(new).frame.stacktop
+    slots = layout.pointers.from_address(id(new) + fl.SLOTS)
     for index, value in enumerate(values):
         old = slots[index] if index < initialised else None
         if value is _NULL:
             slots[index] = None
         else:
-            _incref(value)
+            fl.incref(value)
             slots[index] = id(value)
         if old is not None:
-            _decref(_object(old))
-    if state == _SUSPENDED:  # (a created one starts where the fresh one does)
-        new_head.frame.stacktop = top
-        new_head.frame.prev_instr = head.frame.prev_instr
-        new_head.frame_state = _SUSPENDED
-    return new
+            fl.decref(fl.object_at(old))
 
 
 def copy_coroutine(coro, memo: dict | None = None):
     """A copy of the suspended coroutine ``coro``, independent of it: both can
     be resumed, with different values, and run on separately. ``memo`` is
     :func:`copy.deepcopy`'s (objects it maps are used as they are mapped:
-    seed it with what must be shared). Raises :class:`NotCopyable`."""
+    seed it with what must be shared). Raises :class:`NotCopyable`, having
+    run nothing of the coroutine or of the frames it had begun to build."""
     if not available():
         raise NotCopyable(_REASON)
     if type(coro) is not types.CoroutineType:
         raise NotCopyable(f"{coro!r} is not a coroutine")
-    return _copy_generator(coro, {} if memo is None else memo)
+    job = _Job({} if memo is None else memo)
+    try:
+        new = _copy_generator(coro, job)
+    except NotCopyable:
+        job.abandon()
+        raise
+    except (RecursionError, ctypes.ArgumentError) as exc:
+        job.abandon()
+        raise NotCopyable(f"its chain of awaits is too deep to copy ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - never let a copy break a run: replay instead
+        job.abandon()
+        raise NotCopyable(f"copying it failed ({type(exc).__name__}: {exc})") from None
+    job.built.clear()
+    return new
 
 
 # -- the probe: is this the layout above? ------------------------------------------------
@@ -265,26 +288,32 @@ async def _probe(n):
     seen = [n]
     for i in range(2):
         seen.append(await _probe_inner(i))
-    return seen
+    return [x for x in seen if x != n or n == 7]  # n: a cell that no living closure holds
+
+
+async def _probe_closure(n):
+    f = lambda: n  # noqa: E731 - a cell held by a living closure
+    await _Yield()
+    return f()
 
 
 def _check_layout() -> str | None:
     """Why this interpreter's frames are not the layout above (``None`` if they are)."""
-    if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11) or _PTR != 8:
+    if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11) or fl.PTR != 8:
         return f"coroutine copying needs 64-bit CPython 3.11 (this is {sys.implementation.name} {sys.version.split()[0]})"
-    if _Gen.frame.offset != 10 * _PTR or _SLOTS != 19 * _PTR:
+    if fl.Gen.frame.offset != 10 * fl.PTR or fl.SLOTS != 19 * fl.PTR:
         return "ctypes laid out the frame structures unexpectedly"
     coro = _probe(7)
-    head = _Gen.from_address(id(coro))
+    head = fl.header(coro)
     try:
-        if head.frame_state != _CREATED or head.code != id(coro.cr_code):
+        if head.frame_state != fl.CREATED or head.code != id(coro.cr_code):
             return "the probe coroutine's header is not where expected"
         if head.frame.f_code != id(coro.cr_code) or head.frame.f_func != id(_probe):
             return "the probe coroutine's frame is not where expected"
         coro.send(None)
-        if head.frame_state != _SUSPENDED:
+        if head.frame_state != fl.SUSPENDED:
             return "the probe coroutine's suspended state is not where expected"
-        twin = _copy_generator(coro, {})  # (the layout checks passed)
+        twin = _copy_generator(coro, _Job({}))  # (the layout checks passed)
         results = []
         for c, value in ((coro, "a"), (twin, "b")):
             c.send(value)
@@ -294,11 +323,24 @@ def _check_layout() -> str | None:
                 results.append(stop.value)
         if results != [[7, (0, "a"), (1, "aa")], [7, (0, "b"), (1, "bb")]]:
             return f"a copied probe coroutine ran wrongly: {results}"
+        held = _probe_closure(1)
+        held.send(None)
+        job = _Job({})
+        try:
+            _copy_generator(held, job)
+            return "a cell held by a living closure was not recognised"
+        except NotCopyable:
+            job.abandon()
+        finally:
+            held.close()
+        if not _CELL_REFS:
+            return "the probe coroutine's cell was not seen"
     finally:
         coro.close()
     return None
 
 
+_REASON: str | None = "not checked yet"
 _REASON = _check_layout()
 
 

@@ -304,3 +304,133 @@ def test_a_context_argument_is_each_particles_own(method, options):
     assert_same_runs(copied, replayed)
     plain = [ppl.infer(FUNCTION_PROGRAMS[0](toy_lm()), method=method, seed=s, **options) for s in range(4)]
     assert [r.log_Z for r in copied] == [r.log_Z for r in plain]
+
+
+# -- what the review of the copier found (each was a crash or a wrong copy) ----------------------
+
+
+def test_a_bound_builtin_method_follows_the_copy_of_its_object():
+    async def body():
+        seen = []
+        add = seen.append
+        add("x")
+        add(await Yield())
+        return seen
+
+    coro = body()
+    coro.send(None)
+    twin = coroutine_copy.copy_coroutine(coro)
+    assert (finish(coro, "a"), finish(twin, "b")) == (["x", "a"], ["x", "b"])
+
+
+def test_a_weak_reference_follows_the_copy_of_its_referent():
+    import weakref
+
+    class Box:
+        pass
+
+    async def body():
+        box = Box()
+        ref = weakref.ref(box)
+        box.value = await Yield()
+        return ref().value
+
+    coro = body()
+    coro.send(None)
+    twin = coroutine_copy.copy_coroutine(coro)
+    assert (finish(coro, "a"), finish(twin, "b")) == ("a", "b")
+
+
+def test_iterators_that_read_a_dict_or_set_live_are_refused():
+    async def over_items():
+        d = {"a": 0, "b": 0}
+        for _key, _value in enumerate(d.items()):
+            d["b"] = await Yield()
+        return d
+
+    assert "reads a dict or set live" in refusal(over_items)
+
+
+def test_user_code_that_closes_the_original_during_the_copy_is_refused():
+    holder = {}
+
+    class Closer:
+        def __deepcopy__(self, memo):
+            holder["coro"].close()
+            return Closer()
+
+    async def body():
+        closer = Closer()
+        items = [object() for _ in range(3)]
+        return await Yield(), items, closer
+
+    coro = body()
+    holder["coro"] = coro
+    coro.send(None)
+    with pytest.raises(coroutine_copy.NotCopyable, match="ran or changed while it was being copied"):
+        coroutine_copy.copy_coroutine(coro)
+
+
+def test_a_swapped_code_object_during_the_copy_is_refused():
+    async def other():
+        return 0
+
+    class Swapper:
+        def __deepcopy__(self, memo):
+            body.__code__ = other.__code__
+            return Swapper()
+
+    async def body():
+        swapper = Swapper()
+        got = await Yield()
+        return got, swapper
+
+    original = body.__code__
+    coro = body()
+    coro.send(None)
+    try:
+        with pytest.raises(coroutine_copy.NotCopyable):
+            coroutine_copy.copy_coroutine(coro)
+    finally:
+        body.__code__ = original
+        coro.close()
+
+
+def test_a_chain_too_deep_to_copy_is_refused_not_raised():
+    async def chain(n):
+        return await Yield() if n == 0 else await chain(n - 1)
+
+    coro = chain(sys.getrecursionlimit() // 2)  # runs; copying takes several frames a level
+    coro.send(None)
+    with pytest.raises(coroutine_copy.NotCopyable, match="too deep"):
+        coroutine_copy.copy_coroutine(coro)
+    coro.close()
+
+
+def test_a_refused_copy_runs_nothing_of_what_it_had_built():
+    import threading
+
+    ran = []
+
+    def numbers():
+        try:
+            yield 1
+            yield 2
+        finally:
+            ran.append("finally")
+
+    async def body():
+        numbers_left = numbers()
+        next(numbers_left)
+        lock = threading.Lock()  # cannot be copied: refused after the generator was
+        return await Yield(), lock
+
+    coro = body()
+    coro.send(None)
+    for _ in range(3):
+        with pytest.raises(coroutine_copy.NotCopyable, match="lock"):
+            coroutine_copy.copy_coroutine(coro)
+    gc.collect()
+    assert ran == []
+    coro.close()
+    assert ran == ["finally"]
