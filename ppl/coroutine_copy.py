@@ -95,7 +95,7 @@ def _holds_live_view(value: Any, depth: int = 4) -> bool:
         return False
     try:
         parts = value.__reduce__()[1]
-    except Exception:  # noqa: BLE001 - not reducible: deepcopy will refuse it
+    except Exception:
         return False
     parts = parts if isinstance(parts, tuple) else (parts,)
     return any(_holds_live_view(p, depth - 1) for p in parts
@@ -106,7 +106,7 @@ class _Job:
     """One copy of a chain in progress: ``copy.deepcopy``'s memo, and the
     frames built so far (abandoned, without running them, if it fails)."""
 
-    __slots__ = ("memo", "built")
+    __slots__ = ("built", "memo")
 
     def __init__(self, memo: dict):
         self.memo, self.built = memo, []
@@ -182,7 +182,7 @@ def _copy_value(value: Any, job: _Job) -> Any:
         raise NotCopyable(f"a {kind.__name__} in a frame reads a dict or set live")
     try:
         return copy.deepcopy(value, job.memo)
-    except Exception as exc:  # noqa: BLE001 - any failure means: replay instead
+    except Exception as exc:
         raise NotCopyable(f"a {kind.__name__} in a frame cannot be copied ({exc})") from None
 
 
@@ -264,7 +264,7 @@ def copy_coroutine(coro, memo: dict | None = None):
     except (RecursionError, ctypes.ArgumentError) as exc:
         job.abandon()
         raise NotCopyable(f"its chain of awaits is too deep to copy ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - never let a copy break a run: replay instead
+    except Exception as exc:
         job.abandon()
         raise NotCopyable(f"copying it failed ({type(exc).__name__}: {exc})") from None
     job.built.clear()
@@ -292,7 +292,7 @@ async def _probe(n):
 
 
 async def _probe_closure(n):
-    f = lambda: n  # noqa: E731 - a cell held by a living closure
+    f = lambda: n
     await _Yield()
     return f()
 

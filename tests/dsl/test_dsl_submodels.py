@@ -12,7 +12,15 @@ import math
 import numpy as np
 import pytest
 from support.stats import check_mean, check_posterior
-from support.toy_programs import MAX_LEN, Scored, scored_fn, toy_lm
+from support.toy_programs import (
+    MAX_LEN,
+    Ending,
+    Scored,
+    ScoredStep,
+    ScoredToken,
+    scored_fn,
+    toy_lm,
+)
 
 import ppl
 import ppl.dsl as dsl
@@ -74,40 +82,7 @@ program scored_step(ctx: context):
 ''' + SCORED_TOKEN + ENDING
 
 
-# -- the Python forms (as in tests/language/test_submodels.py) ----------------------------------
-
-
-class ScoredToken(ppl.Submodel):
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        tok = await self.sample(self.ctx.next_token())
-        self.factor(0.5 * (tok.text == "a"))
-        return tok
-
-
-class Ending(ppl.Submodel):
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        text = self.ctx.text
-        self.condition("cc" not in text)
-        await self.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
-        return text
-
-
-class ScoredStep(ppl.Submodel):
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        tok = await self.call(ScoredToken(self.ctx))
-        if tok.is_eos or len(self.ctx) == MAX_LEN:
-            await self.call(Ending(self.ctx))
-            return True
-        return False
+# -- the Python forms (the submodels are those of tests/support/toy_programs.py) -------------------
 
 
 @ppl.program

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from support.exact import exact_target  # noqa: F401 - the toy suite's exact answers are checked in test_exact_smc
+from support.exact import exact_target
 from support.toy_programs import FUNCTION_PROGRAMS, LACKS_C, MAX_LEN, toy_lm
 
 import ppl
@@ -193,7 +193,7 @@ def refusal(body):
 def test_what_cannot_be_copied_is_refused_with_the_reason():
     async def living_closure():
         n = 3
-        f = lambda: n  # noqa: E731 - a closure over a local
+        f = lambda: n
         await Yield()
         return f()
 
@@ -221,7 +221,7 @@ def test_a_refused_copy_falls_back_to_replay_and_warns():
     async def closure_program(lm):
         ctx = lm.context("")
         allowed = LACKS_C
-        where = lambda d: d.where(allowed)  # noqa: E731 - a living closure over a local
+        where = lambda d: d.where(allowed)
         while len(ctx) < MAX_LEN:
             tok = await ppl.sample(where(ctx.next_token()))
             if tok.is_eos:

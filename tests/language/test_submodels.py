@@ -12,48 +12,17 @@ import math
 import numpy as np
 import pytest
 from support.stats import check_mean, check_posterior
-from support.toy_programs import MAX_LEN, Scored, scored_fn, toy_lm
+from support.toy_programs import (
+    MAX_LEN,
+    Ending,
+    Scored,
+    ScoredStep,
+    ScoredToken,
+    scored_fn,
+    toy_lm,
+)
 
 import ppl
-
-
-class ScoredToken(ppl.Submodel):
-    """A token from the model and a factor per "a": part of Scored's step."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        tok = await self.sample(self.ctx.next_token())
-        self.factor(0.5 * (tok.text == "a"))
-        return tok
-
-
-class Ending(ppl.Submodel):
-    """Scored's end: no "cc", and a Bernoulli observation of the length's parity."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        text = self.ctx.text
-        self.condition("cc" not in text)
-        await self.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
-        return text
-
-
-class ScoredStep(ppl.Submodel):
-    """A whole step of Scored, made of two nested submodels; returns whether it finished."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def forward(self):
-        tok = await self.call(ScoredToken(self.ctx))
-        if tok.is_eos or len(self.ctx) == MAX_LEN:
-            await self.call(Ending(self.ctx))
-            return True
-        return False
 
 
 class ScoredWithSubmodels(Scored):
