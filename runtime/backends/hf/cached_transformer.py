@@ -47,7 +47,7 @@ from .cache_adapter import cache_kwarg_name, logits_width, max_positions, probe_
 from .devices import default_device, default_dtype
 from .families import check_family
 from .kv_trie import LRUEvictor, Pin, PrefixTrie, SlotPool, TrieNode
-from .shared_prefix import SharedPrefix
+from .shared_prefix import SharedPrefixes
 from .tokenizer_text import TokenizerText
 from .vocab import vocab_tables
 
@@ -113,8 +113,9 @@ class CachedTransformer(TokenizerText, LanguageModel):
         vocab, vocab_bytes, eos_token_id, special_ids: override what is read
             from the tokenizer.
         logprob_cache_bytes: bound of the per-node last-token log-prob cache.
-        cascade: attend to the prefix all rows of a batch share once for all
-            rows (:mod:`.cascade_attention`, :mod:`.shared_prefix`). ``None``
+        cascade: attend to the prefix each group of rows of a batch shares
+            (one per prompt, say) once for all its rows
+            (:mod:`.cascade_attention`, :mod:`.shared_prefix`). ``None``
             (default): wherever the architecture supports it
             (:attr:`cascade_reason` says why not); ``False``: never (the
             plain path); ``True``: raise ``NotImplementedError`` if it cannot.
@@ -192,7 +193,7 @@ class CachedTransformer(TokenizerText, LanguageModel):
 
     def _set_cascade(self, cascade: bool | None) -> None:
         """Choose the attention path for this model, explicitly (see ``cascade``)."""
-        self._shared = SharedPrefix()
+        self._shared = SharedPrefixes(self._bytes_per_slot, self.device)
         reason = "disabled (cascade=False)" if cascade is False else cascade_attention.cascade_support(self.model)
         if reason is None:
             cascade_attention.enable(self.model)
@@ -242,6 +243,8 @@ class CachedTransformer(TokenizerText, LanguageModel):
             evictions=0,
             kv_bytes_copied=0,
             cascade_passes=0,
+            shared_groups=0,
+            shared_builds=0,
         )
         self._rows_per_pass: list[int] = []
 
@@ -265,7 +268,10 @@ class CachedTransformer(TokenizerText, LanguageModel):
           batches (the largest batch's keys and values) plus the shared-prefix
           buffer; ``kv_bytes_copied``: KV bytes copied (gathers, shared-prefix
           builds, writes back); ``cascade_passes``: forward passes that took
-          the cascade path; ``shared_prefix_tokens``: length of the buffer;
+          the cascade path; ``shared_groups``: groups of rows those passes
+          attended to a shared prefix for (one per pass with one prompt);
+          ``shared_builds``: shared-prefix buffers built; ``shared_buffers``:
+          buffers kept now, ``shared_prefix_tokens``: the positions they hold;
           ``pinned_pending``: pins waiting for their prefix.
         """
         rows = self._rows_per_pass
@@ -276,7 +282,8 @@ class CachedTransformer(TokenizerText, LanguageModel):
         d["bytes_held"] = self.bytes_held
         d["pool_bytes"] = self._kv.nbytes
         d["buffer_bytes"] = self._kv.buffer_bytes + self._shared.nbytes
-        d["shared_prefix_tokens"] = self._shared.depth
+        d["shared_prefix_tokens"] = self._shared.tokens
+        d["shared_buffers"] = len(self._shared.buffers)
         d["logprob_cache_entries"] = len(self._lp_cache)
         d["pinned_pending"] = self._trie.pending_pins
         return d
@@ -284,6 +291,16 @@ class CachedTransformer(TokenizerText, LanguageModel):
     @property
     def bytes_held(self) -> int:
         return self._slots.in_use * self._bytes_per_slot
+
+    @property
+    def max_shared_bytes(self) -> int:
+        """Bound of the bytes of the shared-prefix buffers kept between
+        batches (:mod:`.shared_prefix`; 1 GiB by default)."""
+        return self._shared.max_bytes
+
+    @max_shared_bytes.setter
+    def max_shared_bytes(self, value: int) -> None:
+        self._shared.max_bytes = int(value)
 
     @property
     def logprob_cache_bytes(self) -> int:
@@ -340,14 +357,20 @@ class CachedTransformer(TokenizerText, LanguageModel):
         (:mod:`.model_runner`)."""
         rows = runner.plan_rows(todo)
         runner.check_rows(rows, len(self.vocab), self._max_positions, self.name)
-        base, copied = self._shared.select(rows, self._trie, self._kv.tensor) if self.uses_cascade else (0, 0)
-        batch = runner.prepare_inputs(rows, self._trie, self._max_positions, base)
-        shared = self._shared.layers() if base else None
-        logits, buffers = runner.run_forward(self.model, self._cache_kw, self._kv, batch, self.name, shared)
+        plan = self._shared.select(rows, self._trie, self._kv.tensor) if self.uses_cascade else None
+        if plan is not None:
+            rows = plan.rows  # group by group
+        batch = runner.prepare_inputs(rows, self._trie, self._max_positions, plan.base if plan else 0)
+        logits, buffers = runner.run_forward(self.model, self._cache_kw, self._kv, batch, self.name,
+                                             plan.shared if plan else None, plan.spans if plan else None)
         c = self._c
         c["forward_passes"] += 1
-        c["cascade_passes"] += bool(base)
-        c["kv_bytes_copied"] += copied + batch.idx.numel() * self._bytes_per_slot
+        if plan is not None:
+            c["cascade_passes"] += 1
+            c["shared_groups"] += len(plan.spans)
+            c["shared_builds"] += plan.built
+            c["kv_bytes_copied"] += plan.copied
+        c["kv_bytes_copied"] += batch.idx.numel() * self._bytes_per_slot
         self._rows_per_pass.append(batch.R)
         c["tokens_computed"] += sum(batch.n)
         c["tokens_reused"] += sum(batch.s)

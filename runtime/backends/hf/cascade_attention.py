@@ -13,12 +13,16 @@ causal):
     attn(q) = exp(lse_S - lse) o_S + exp(lse_U - lse) o_U,
     lse = logaddexp(lse_S, lse_U),
 
-which is softmax attention over ``S + U``. The shared part is computed for
-the queries of **all** rows against **one** copy of ``K_S, V_S`` (one
-matrix product per KV head, the query heads of a group stacked, so
-grouped-query attention needs no repeated keys), the own part per row with a
-padding and causal mask. The shared copy is read once per layer instead of
-once per row.
+which is softmax attention over ``S + U``. The rows come in groups
+(:mod:`.shared_prefix`): group ``g`` is a contiguous span of rows that share
+one prefix ``S_g``. The shared part is computed for the queries of **all**
+rows of a group against **one** copy of ``K_{S_g}, V_{S_g}`` (one matrix
+product per group, batched over the KV heads, the query heads that read one
+KV head stacked, so grouped-query attention needs no repeated keys), the own
+part for every row at once with a padding and causal mask, and each group's
+rows merge the two by log-sum-exp in place. A row in no group keeps its own
+part (it then holds the row's whole prefix). Each shared copy is read once
+per layer instead of once per row.
 
 How it is installed: :func:`enable` registers an attention function (and its
 mask function) under a name derived from the model's current implementation
@@ -119,14 +123,18 @@ def enable(model) -> bool:
 class CascadeBatch:
     """One batch's shared-prefix context, handed to every layer.
 
-    ``shared[layer] = (K_S, V_S)``, each ``[kv_heads, C0, head_dim]``;
-    the rows' own keys (from the cache layer) are ``[R, kv_heads, U + N,
-    head_dim]``: ``U`` left-padded cached-suffix positions (row ``r`` has
-    ``own[r]`` real ones), then the ``N`` new positions.
+    ``shared[layer] = (K_S, V_S)``, each ``[kv_heads, C0, head_dim]``, the
+    prefix of every row; or, with ``spans``, one such list per group,
+    ``spans[g] = (a, b)`` its rows ``a .. b - 1`` (rows in no span have no
+    shared part). The rows' own keys (from the cache layer) are ``[R,
+    kv_heads, U + N, head_dim]``: ``U`` left-padded cached-suffix positions
+    (row ``r`` has ``own[r]`` real ones), then the ``N`` new positions.
     """
 
-    def __init__(self, shared: list[tuple[torch.Tensor, torch.Tensor]], own: torch.Tensor, U: int, N: int):
-        self.shared = shared
+    def __init__(self, shared: list, own: torch.Tensor, U: int, N: int,
+                 spans: list[tuple[int, int]] | None = None):
+        R = own.shape[0]
+        self.groups = [(0, R, shared)] if spans is None else [(a, b, sh) for (a, b), sh in zip(spans, shared)]
         self.U, self.N = U, N
         dev = own.device
         cols = torch.arange(U + N, device=dev)
@@ -150,22 +158,26 @@ class CascadeBatch:
 
     def attend(self, module, query, key, value, scaling) -> torch.Tensor:
         """``[R, N, heads, head_dim]`` attention output of ``query`` ``[R,
-        heads, N, head_dim]`` over the shared prefix and the rows' own keys."""
+        heads, N, head_dim]`` over each row's shared prefix and its own keys."""
         R, Hq, N, D = query.shape
         Hk = key.shape[1]
         g = Hq // Hk
         scale = scaling if scaling is not None else D ** -0.5
         q = query.reshape(R, Hk, g * N, D)  # head h reads KV head h // g
         s_own = torch.matmul(q, key.transpose(-1, -2)).float().mul_(scale).add_(self._own_bias(g))
-        o_own, lse_own = _partial(s_own, value)
-        ks, vs = self.shared[module.layer_idx]
-        qs = q.transpose(0, 1).reshape(Hk, R * g * N, D)
-        s_sh = torch.matmul(qs, ks.transpose(-1, -2)).float().mul_(scale)
-        o_sh, lse_sh = _partial(s_sh, vs)
-        o_sh = o_sh.reshape(Hk, R, g * N, D).transpose(0, 1)
-        lse_sh = lse_sh.reshape(Hk, R, g * N, 1).transpose(0, 1)
-        lse = torch.logaddexp(lse_own, lse_sh)
-        out = o_own * torch.exp(lse_own - lse) + o_sh * torch.exp(lse_sh - lse)
+        out, lse_own = _partial(s_own, value)  # [R, Hk, g*N, D], [R, Hk, g*N, 1]
+        layer = module.layer_idx
+        for a, b, shared in self.groups:
+            ks, vs = shared[layer]
+            n = b - a
+            qs = q[a:b].transpose(0, 1).reshape(Hk, n * g * N, D)
+            s_sh = torch.matmul(qs, ks.transpose(-1, -2)).float().mul_(scale)
+            o_sh, lse_sh = _partial(s_sh, vs)
+            o_sh = o_sh.reshape(Hk, n, g * N, D).transpose(0, 1)
+            lse_sh = lse_sh.reshape(Hk, n, g * N, 1).transpose(0, 1)
+            lse_a = lse_own[a:b]
+            lse = torch.logaddexp(lse_a, lse_sh)
+            out[a:b].mul_(torch.exp(lse_a - lse)).add_(o_sh.mul_(torch.exp(lse_sh - lse)))
         return out.to(query.dtype).reshape(R, Hq, N, D).transpose(1, 2).contiguous()
 
 

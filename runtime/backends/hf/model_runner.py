@@ -10,10 +10,11 @@ order by :meth:`CachedTransformer._compute
    tensors of the batch (:class:`BatchInputs`), built without a per-token
    Python loop;
 3. :func:`run_forward`: gather the rows' cached keys and values from the
-   :class:`KVPool` and run the model once (:mod:`.cache_adapter`). When the
-   rows share a prefix of ``base`` positions (:mod:`.shared_prefix`), only
-   the positions after it are gathered per row, and attention reads the
-   shared part once for all rows (:mod:`.cascade_attention`);
+   :class:`KVPool` and run the model once (:mod:`.cache_adapter`). When
+   groups of rows share a prefix (row ``r``: ``base[r]`` positions, its
+   group's; :mod:`.shared_prefix`), only the positions after it are
+   gathered per row, and attention reads each group's shared part once for
+   all its rows (:mod:`.cascade_attention`);
 4. :func:`write_back`: the new tokens' keys and values into fresh slots, and
    the trie grows (:mod:`.kv_trie`);
 5. :func:`kept_logprobs`: log-softmax of the kept positions, on the device.
@@ -83,8 +84,9 @@ class Row:
 class BatchInputs:
     """The tensors of one batch (CPU; moved to the device by :func:`run_forward`).
 
-    ``R`` rows, a shared prefix of ``base`` positions (0: none), ``C``
-    cached positions per row after it and ``N`` new ones, ``P`` kept
+    ``R`` rows; row ``r`` has a shared prefix of ``base[r]`` positions (0:
+    none; :mod:`.shared_prefix`), ``C`` cached positions per row after it
+    (left-padded: the longest own part) and ``N`` new ones, ``P`` kept
     logits per row; ``s``, ``n``, ``write_from`` per row: cached positions
     reused, positions computed, and the first new position not yet in the
     trie (``c - s``). ``idx`` ``[R, C + N]``: the pool slot of each key
@@ -98,7 +100,7 @@ class BatchInputs:
     C: int
     N: int
     P: int
-    base: int
+    base: list[int]
     s: list[int]
     n: list[int]
     write_from: list[int]
@@ -233,16 +235,20 @@ def _keep_positions(rows: Sequence[Row], n_t: torch.Tensor) -> tuple[int, torch.
     return P, torch.tensor(keep_rows, dtype=torch.long), keep_sel
 
 
-def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | None, base: int = 0) -> BatchInputs:
+def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | None,
+                   base: int | Sequence[int] = 0) -> BatchInputs:
     """The tensors of the batch (see the module docstring for the layout).
 
-    With ``base > 0`` the first ``base`` positions of every row are the
-    shared prefix (:mod:`.shared_prefix`): ``idx`` then gathers only the
-    rows' own cached positions ``base .. s_r - 1``, and ``C`` counts those."""
+    With ``base[r] > 0`` (one number: every row's) the first ``base[r]``
+    positions of row ``r`` are its group's shared prefix
+    (:mod:`.shared_prefix`): ``idx`` then gathers only the row's own cached
+    positions ``base[r] .. s_r - 1``, and ``C`` is the longest of those."""
     R = len(rows)
     s_list = [r.s for r in rows]
     n_list = [len(r.target) - r.s for r in rows]
-    C, N = max(s_list) - base, max(n_list)
+    base = [base] * R if isinstance(base, int) else list(base)
+    own = [s - b for s, b in zip(s_list, base)]
+    C, N = max(own), max(n_list)
     s_t, n_t = torch.tensor(s_list), torch.tensor(n_list)
     cols_n = torch.arange(N)
     mask_n = cols_n[None, :] < n_t[:, None]  # [R, N] real new positions
@@ -253,18 +259,18 @@ def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | N
         positions.clamp_(max=max_positions - 1)
     idx = torch.full((R, C + N), PAD_SLOT, dtype=torch.long)  # pool slot per position
     if C > 0:
-        mask_c = torch.arange(C)[None, :] >= (C - s_t + base)[:, None]  # [R, C] real cached
+        mask_c = torch.arange(C)[None, :] >= (C - torch.tensor(own))[:, None]  # [R, C] real cached
         paths = []
-        for r in rows:
+        for r, b in zip(rows, base):
             path = trie.path_slots(r.node)
-            paths.append(path[base:] if r.s == r.c else path[base : r.s])
+            paths.append(path[b:] if r.s == r.c else path[b : r.s])
         idx[:, :C][mask_c] = torch.cat(paths)
         attn = torch.cat([mask_c, mask_n], dim=1)
     else:
         attn = mask_n
     # Without padding, pass no mask: the model then uses its causal fast
     # path (and SDPA's native grouped-query attention, no repeated KV).
-    padded = min(s_list) - base != C or min(n_list) != N
+    padded = min(own) != C or min(n_list) != N
     P, keep, keep_sel = _keep_positions(rows, n_t)
     return BatchInputs(
         R=R, C=C, N=N, P=P, base=base, s=s_list, n=n_list, write_from=[r.c - r.s for r in rows],
@@ -275,12 +281,13 @@ def prepare_inputs(rows: Sequence[Row], trie: PrefixTrie, max_positions: int | N
 
 # --------------------------------------------------------------- 3. forward
 def run_forward(model, cache_kw: str, kv: KVPool, batch: BatchInputs, name: str,
-                shared: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                shared: list | None = None, spans: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits [R, P, width], buffers [R, C + N, layers, k|v, H, D])``: the
     rows' cached KV gathered from ``kv``, one forward pass that fills in the
-    new positions. With ``shared`` (per layer ``(K_S, V_S)`` of the first
-    ``batch.base`` positions, :mod:`.shared_prefix`), attention runs the
-    cascade path (:mod:`.cascade_attention`) over it and the rows' own part.
+    new positions. With ``shared`` (per group, per layer ``(K_S, V_S)`` of
+    the first ``batch.base[r]`` positions of the group's rows ``spans[g]``,
+    :mod:`.shared_prefix`), attention runs the cascade path
+    (:mod:`.cascade_attention`) over them and the rows' own parts.
     A failing pass raises :class:`~ppl.errors.ForwardError` naming the batch
     shape (``NotImplementedError`` passes through)."""
     dev = kv.device
@@ -289,8 +296,8 @@ def run_forward(model, cache_kw: str, kv: KVPool, batch: BatchInputs, name: str,
             buffers = kv.gather(batch.idx)
             cascade = None
             if shared is not None:
-                own = torch.tensor(batch.s, device=dev) - batch.base
-                cascade = CascadeBatch(shared, own, batch.C, batch.N)
+                own = torch.tensor([s - b for s, b in zip(batch.s, batch.base)], device=dev)
+                cascade = CascadeBatch(shared, own, batch.C, batch.N, spans)
             attn = batch.attn if cascade is None else None
             logits = forward(
                 model, cache_kw, buffers, batch.C,
@@ -303,9 +310,10 @@ def run_forward(model, cache_kw: str, kv: KVPool, batch: BatchInputs, name: str,
     except NotImplementedError:
         raise
     except Exception as exc:
+        shared_part = f"up to {max(batch.base)} shared + " if max(batch.base) else ""
         raise ForwardError(
             f"forward pass of {name!r} failed for a batch of {batch.R} rows "
-            f"({f'{batch.base} shared + ' if batch.base else ''}{batch.C} cached + {batch.N} new positions per row): "
+            f"({shared_part}{batch.C} cached + {batch.N} new positions per row): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return logits, buffers
