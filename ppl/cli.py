@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_eval import add_eval_parser
-from .cli_map import DEFAULT_MAX_CONCURRENT, DEFAULT_TOP, check_flags, run_inputs
+from .cli_map import DEFAULT_MAX_CONCURRENT, DEFAULT_TOP, add_ray_flags, check_flags, run_inputs
 from .cli_model import ChatModelFactory, add_model_flags, lm_factory_of, make_lm
 from .cli_output import DEFAULT_MIN_P, DEFAULT_SHOW, format_result, result_json, run_section
 from .errors import ArgumentError, ModelLoadError, PPLError, UsageError
@@ -272,13 +272,7 @@ def _data_set_flags(run) -> None:
                            "(its ids are skipped) (default: records on stdout)")
     many.add_argument("--max-concurrent", type=int, default=None, metavar="M",
                       help=f"runs batched together at once ({DEFAULT_MAX_CONCURRENT})")
-    many.add_argument("--workers", type=int, default=None, metavar="W",
-                      help="run on W Ray worker processes, each with its own model (with --ray-address "
-                           "alone: the cluster's CPUs / T)")
-    many.add_argument("--ray-address", default=None, metavar="ADDR",
-                      help="run on the Ray cluster at ADDR (for example auto, or ray://HEAD:10001)")
-    many.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
-                      help="torch threads of each Ray worker (1)")
+    add_ray_flags(many)
 
 
 def _doc(fn) -> str:

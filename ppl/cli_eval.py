@@ -9,13 +9,20 @@ already there), ``DIR/summary.csv``, ``DIR/summary.md``,
 The table is also printed. Every input line and every setting is checked
 before anything runs (exit status 2). Exit status 0 when every run is
 ``ok``, 1 when any raised or had every particle die.
+
+``--workers W`` / ``--ray-address ADDR`` (with ``--threads-per-worker T``),
+the flags of ``ppl run --inputs``, run every configuration on Ray workers,
+each building the model from its specification (``--model`` ... or the
+program file's ``make_lm()``); a metric that takes ``lm`` gets one more,
+built in this process. The records are those of a local evaluation.
 """
 
 from __future__ import annotations
 
 import sys
 
-from .cli_model import add_model_flags, make_lm
+from .cli_map import add_ray_flags, check_ray_flags, engine_options
+from .cli_model import add_model_flags, lm_factory_of
 from .errors import PPLError, UsageError
 from .evaluation import (
     DEFAULT_METHODS,
@@ -81,10 +88,6 @@ def _check(methods, particles, options, seeds) -> None:
         raise UsageError(str(exc)) from None
 
 
-def _lm(args, module, needed: bool):
-    return make_lm(args, module) if needed else None
-
-
 def _progress(total: int, done: int, show: bool):
     from tqdm.auto import tqdm
 
@@ -98,18 +101,20 @@ def cmd_eval(args) -> int:
     methods, particles = _methods(args.methods), _int_list(args.particles)
     options = _options(args)
     _check(methods, particles, options, args.seeds)
+    check_ray_flags(args)
     metric = resolve_metric(args.metric)
     _, name, program, module = find_program(args.program, args.max_steps)
     inputs = read_inputs(args.inputs, program, convert_arguments(program, name, args.arg))
-    lm = _lm(args, module, program_parameters(program)[0] or wants_lm(metric))
+    needed = program_parameters(program)[0] or wants_lm(metric)
+    engine = engine_options(args, lm_factory_of(args, module) if needed else None)  # the model, or Ray's
     total = len(inputs) * len(methods) * len(particles) * args.seeds
     bar = _progress(total, 0, not args.quiet and sys.stderr.isatty())
     try:
-        result = evaluate(program, [i.args for i in inputs], ids=[i.id for i in inputs], metric=metric, lm=lm,
+        result = evaluate(program, [i.args for i in inputs], ids=[i.id for i in inputs], metric=metric,
                           methods=methods, particles=particles, expand=args.expand, seeds=args.seeds,
                           seed=args.seed, output=args.output, max_concurrent=args.max_concurrent, top=args.top,
                           options={k: v for k, v in options.items() if k != "expand"},
-                          on_record=lambda record: bar.update(1))
+                          on_record=lambda record: bar.update(1), **engine)
     except ValueError as exc:  # a bad setting or a bad output folder (ArgumentError)
         raise UsageError(str(exc)) from exc
     except PPLError as exc:
@@ -144,7 +149,8 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=1, metavar="R", help="replicates of every configuration (1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="replicate r runs ppl.map(seed=S + r) (0)")
     p.add_argument("--max-concurrent", type=int, default=1, metavar="M",
-                   help="runs batched together (1: each run's compute counters are its own)")
+                   help="runs batched together, per Ray worker with --workers (1: each run's compute "
+                        "counters are its own)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="results kept per run (5)")
     p.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                    help="a program argument for every input (repeatable)")
@@ -152,6 +158,7 @@ def add_eval_parser(subparsers) -> None:
                    help="a module or .py file registering @ppl.builtin functions (repeatable)")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="step limit for .steer programs")
     add_model_flags(p)
+    add_ray_flags(p.add_argument_group("Ray", "run the configurations on Ray workers (see docs/evaluating.md)"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=cmd_eval)

@@ -27,7 +27,8 @@ from .program_files import ProgramFailed, build_lm, convert_arguments
 from .runtime.many.local import check_settings
 from .runtime.many.output import RecordStream, ResultsFile, record_of
 
-__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_TOP", "check_flags", "run_inputs"]
+__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_TOP", "add_ray_flags", "check_flags", "check_ray_flags",
+           "engine_options", "run_inputs"]
 
 DEFAULT_MAX_CONCURRENT, DEFAULT_TOP = 8, 5
 OK, DIED, ERROR = "ok", "all particles died", "error"
@@ -51,10 +52,27 @@ def check_flags(args) -> None:
     for attr, flag in (("json", "--json"), ("html", "--html")):
         if getattr(args, attr):
             raise UsageError(f"{flag} writes one run's result; with --inputs every result goes to --output")
-    if args.threads_per_worker is not None and args.workers is None and args.ray_address is None:
-        raise UsageError("--threads-per-worker goes with --workers or --ray-address")
+    check_ray_flags(args)
     if args.output and Path(args.output).resolve() == Path(args.inputs).resolve():
         raise UsageError(f"--output {args.output} is the input file; write the results elsewhere")
+
+
+def add_ray_flags(group) -> None:
+    """``--workers``, ``--ray-address`` and ``--threads-per-worker`` on a
+    parser or argument group (``ppl run --inputs``, ``ppl eval``)."""
+    group.add_argument("--workers", type=int, default=None, metavar="W",
+                       help="run on W Ray worker processes, each with its own model (with --ray-address "
+                            "alone: the cluster's CPUs / T)")
+    group.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="run on the Ray cluster at ADDR (for example auto, or ray://HEAD:10001)")
+    group.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                       help="torch threads of each Ray worker (1)")
+
+
+def check_ray_flags(args) -> None:
+    """``UsageError`` for ``--threads-per-worker`` without Ray."""
+    if args.threads_per_worker is not None and args.workers is None and args.ray_address is None:
+        raise UsageError("--threads-per-worker goes with --workers or --ray-address")
 
 
 def _default(value, default):
@@ -71,7 +89,7 @@ def _check_settings(method: str, n_particles: int, options: dict) -> None:
         raise UsageError(str(exc)) from None
 
 
-def _engine(args, factory: Callable[[], Any] | None) -> dict:
+def engine_options(args, factory: Callable[[], Any] | None) -> dict:
     """``ppl.map``'s keywords for where the runs go: this process (the model
     built here) or Ray workers (each builds its own from ``factory``)."""
     if args.workers is None and args.ray_address is None:
@@ -143,7 +161,7 @@ def run_inputs(args, name: str, program, options: dict, factory: Callable[[], An
     inputs = read_inputs(args.inputs, program, convert_arguments(program, name, args.arg))
     map_options = dict(method=args.method, n_particles=args.particles, seed=_default(args.seed, 0),
                        max_concurrent=_default(args.max_concurrent, DEFAULT_MAX_CONCURRENT),
-                       **options, **_engine(args, factory))
+                       **options, **engine_options(args, factory))
     with _open_output(args) as out:
         done = {i.id for i in inputs if i.id in out.previous}
         counts = Counter(out.previous[i]["status"] for i in done)

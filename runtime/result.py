@@ -156,7 +156,10 @@ class InferenceResult:
         ``log_Z``, ``ess``, ``stats``, :meth:`posterior` (with the default key)
         and :meth:`to_dict` are those of the original."""
         records = [p if isinstance(p, ParticleRecord) else ParticleRecord.of(p) for p in self.particles]
-        return replace(self, particles=records, log_weights=self.log_weights.copy())
+        copy = replace(self, particles=records, log_weights=self.log_weights.copy())
+        # as the method set them (``lcd`` estimates log Z otherwise than from the weights)
+        copy.log_Z, copy.status = self.log_Z, self.status
+        return copy
 
     def sample(self, k: int = 1, rng: np.random.Generator | None = None) -> list:
         """``k`` particles drawn with replacement by their normalised weights."""

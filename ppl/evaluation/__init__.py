@@ -5,7 +5,8 @@ data set, with metrics, bootstrap intervals, compute, a plot and a report.
 "steer"), particles=(1, 4, 16), output=DIR)`` (:mod:`.sweep`) and ``ppl eval``
 (:mod:`ppl.cli_eval`); the metrics in :mod:`.metrics`, the interval in
 :mod:`.bootstrap`, the table in :mod:`.summary`, the files in :mod:`.write`,
-:mod:`.plot` and :mod:`.report`.
+:mod:`.plot` and :mod:`.report`; where the runs go (this process or Ray
+workers, ``engine=``) in :mod:`.engine`.
 """
 
 from .bootstrap import Interval, bootstrap_mean

@@ -6,7 +6,9 @@ A metric is ``metric(input, result) -> float`` or a dict of named floats;
 died is still scored: its posterior is empty; a run that raised is not
 scored at all, and counted as an error). A metric that declares a
 parameter named ``lm`` also receives the evaluation's language model
-(``metric(input, result, lm=lm)``), for metrics that score outputs with it.
+(``metric(input, result, lm=lm)``), for metrics that score outputs with it;
+with ``engine="ray"`` that is one model built in the driver with ``lm()``
+(see :mod:`.engine`).
 
 The built-ins score the *outputs* of a run, the keys of
 ``result.posterior()`` (a program's return value, a class model's text),

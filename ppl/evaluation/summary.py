@@ -16,7 +16,11 @@ shared with the others. The model's prefix and log-prob caches live across
 the whole evaluation, so ``tokens_computed`` counts only what no earlier run
 (or metric) had computed, and depends on the order of the configurations;
 ``requests`` does not, and is the plot's axis. A run that
-raised has no counters and is left out of those means.
+raised has no counters and is left out of those means. On Ray
+(:mod:`.engine`) a run's ``tokens_computed`` is its worker's model's growth
+in its own ``stats``; a cache there holds only what that worker ran before
+in the same configuration, so with a caching model the column depends on
+how inputs fell to workers (the one column a rerun may not repeat).
 
 ``summary.csv`` holds every column but ``wall_s``: what a rerun of the same
 evaluation reproduces exactly. ``summary.md`` is the table with the wall

@@ -17,6 +17,12 @@ Runs go one at a time by default (``max_concurrent=1``): a run's counters
 (forward passes, tokens computed) and wall time are then its own. With
 ``max_concurrent > 1`` runs share forward passes, and each run's counters
 count the shared passes (an overestimate of its own compute).
+
+``engine="ray"`` (with ``num_workers``, ``address``, ``threads_per_worker``:
+``ppl.map``'s) runs every configuration's map on Ray workers, ``lm`` being
+then a zero-argument function returning the model (see :mod:`.engine`);
+``max_concurrent`` is then per worker. The records are those of the local
+engine: a run's seed does not depend on where it runs.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from ..runtime.inference import lcd as _lcd  # noqa: F401 - registers the method
 from ..runtime.inference.registry import get_method
 from ..runtime.many.local import check_settings
 from ..runtime.many.output import ResultsFile, record_of
-from .metrics import resolve_metric, score
+from .engine import Engine, own_tokens
+from .metrics import resolve_metric, score, wants_lm
 from .summary import metric_names_of, summarise
 from .write import write_outputs
 
@@ -102,41 +109,53 @@ def _record(outcome, config: Config, input_id, metric, lm, top: int) -> dict:
     return rec
 
 
-#: a model's cumulative counter of tokens computed (a CachedTransformer's name, then the ToyLM's)
-_TOKENS = ("tokens_computed", "rows")
-
-
-def _tokens_computed(lm) -> float | None:
-    stats = lm.stats() if lm is not None and callable(getattr(lm, "stats", None)) else {}
-    return next((float(stats[k]) for k in _TOKENS if k in stats), None)
-
-
-def _run_config(program, inputs, ids, config, out, *, metric, lm, seed, options, top, max_concurrent,
-                on_record) -> int:
+def _run_config(program, inputs, ids, config, out, *, engine: Engine, metric, seed, options, top,
+                max_concurrent, on_record) -> int:
     """One ``ppl.map`` of one configuration. With one run at a time, nothing
     runs between two outcomes, so the growth of the model's counters from one
-    to the next is the run's own (``record["tokens_computed"]``)."""
+    to the next is the run's own (``record["tokens_computed"]``); from a Ray
+    worker, the model's growth in the run's own ``stats``."""
     run_ids = [config.run_id(i) for i in ids]
     skip = {r for r in run_ids if r in out.previous}
     if len(skip) == len(run_ids):
         return 0
+    engine.start(metric)
+    metric_lm = engine.metric_lm() if wants_lm(metric) else None
     by_run = dict(zip(run_ids, ids))
     ran = 0
-    outcomes = map_inputs(program, inputs, lm=lm, method=config.method, n_particles=config.n_particles,
+    outcomes = map_inputs(program, inputs, method=config.method, n_particles=config.n_particles,
                           seed=seed + config.replicate, max_concurrent=max_concurrent, ids=run_ids,
-                          skip=skip, **method_options(config.method, options))
-    before = _tokens_computed(lm)
-    for outcome in outcomes:
-        after = _tokens_computed(lm)
-        rec = _record(outcome, config, by_run[outcome.id], metric, lm, top)
-        if max_concurrent == 1 and outcome.result is not None and before is not None:
-            rec["tokens_computed"] = after - before
-        out.append(rec)
-        ran += 1
-        if on_record is not None:
-            on_record(rec)
-        before = _tokens_computed(lm)  # after the metric, which may use the model
+                          skip=skip, **engine.map_options(), **method_options(config.method, options))
+    try:
+        before = engine.local_tokens()
+        for outcome in outcomes:
+            tokens = own_tokens(outcome, before, engine.local_tokens(), engine.remote)
+            rec = _record(outcome, config, by_run[outcome.id], metric, metric_lm, top)
+            if max_concurrent == 1 and tokens is not None:
+                rec["tokens_computed"] = tokens
+            out.append(rec)
+            ran += 1
+            if on_record is not None:
+                on_record(rec)
+            before = engine.local_tokens()  # after the metric, which may use the model
+    finally:
+        outcomes.close()  # the workers (or the runs) of a map left early stop now
     return ran
+
+
+def _check(program, inputs: list, ids, methods, particles, seeds, opts: dict, engine: Engine, metric,
+           max_concurrent: int) -> list[Config]:
+    """Every setting, before anything runs (or is written); the configurations."""
+    if len(ids) != len(inputs):
+        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
+    if len(set(ids)) != len(ids):
+        raise ArgumentError("the inputs' ids must be distinct")
+    configs = configurations(methods, particles, seeds)
+    for m in dict.fromkeys(methods):
+        for n in dict.fromkeys(particles):
+            check_settings(m, n, method_options(m, opts))
+    engine.check(program, inputs, metric, max_concurrent)
+    return configs
 
 
 def evaluate(program, inputs: Sequence[dict], *, metric: Callable | str, lm=None,
@@ -144,7 +163,8 @@ def evaluate(program, inputs: Sequence[dict], *, metric: Callable | str, lm=None
              expand: int = 3, seeds: int = 1, seed: int = 0, output: str | Path | None = None,
              ids: Sequence | None = None, max_concurrent: int = 1, top: int = 5,
              options: dict | None = None, on_record: Callable[[dict], Any] | None = None,
-             plot: bool = True) -> Evaluation:
+             plot: bool = True, engine: str = "local", num_workers: int | None = None,
+             address: str | None = None, threads_per_worker: int = 1) -> Evaluation:
     """Run ``program`` on every input under every configuration ``(method, N,
     replicate)`` and score each run with ``metric`` (a function, a built-in
     name or ``"MODULE:FUNCTION"``). ``output=DIR`` writes ``results.jsonl``
@@ -152,24 +172,30 @@ def evaluate(program, inputs: Sequence[dict], *, metric: Callable | str, lm=None
     ``metric_vs_compute.png`` (when matplotlib is installed and ``plot``)
     and ``report.html``. ``options`` go to the methods that take them
     (``ess_threshold``, ``resampling`` for ``smc``); ``expand`` to ``steer``.
-    ``on_record(record)`` is called after every finished run."""
+    ``on_record(record)`` is called after every finished run.
+
+    ``engine``, ``num_workers``, ``address`` and ``threads_per_worker`` are
+    :func:`ppl.map`'s: with ``engine="ray"`` every configuration runs on
+    Ray workers, ``lm`` is a zero-argument function returning the model, and
+    a metric that takes ``lm`` gets one model built here with ``lm()`` (see
+    :mod:`.engine`). The records are the local engine's, but for the timings
+    and, on a model with a prefix cache, ``tokens_computed``."""
     metric = resolve_metric(metric)
     inputs = list(inputs)
     ids = list(range(len(inputs))) if ids is None else list(ids)
-    if len(ids) != len(inputs):
-        raise ArgumentError(f"{len(ids)} ids for {len(inputs)} inputs")
-    if len(set(ids)) != len(ids):
-        raise ArgumentError("the inputs' ids must be distinct")
-    configs = configurations(methods, particles, seeds)
     opts = {"expand": expand, **(options or {})}
-    for m in dict.fromkeys(methods):
-        for n in dict.fromkeys(particles):  # every setting fails here, before anything runs
-            check_settings(m, n, method_options(m, opts))
+    where = Engine(engine, lm, {"num_workers": num_workers, "address": address,
+                                "threads_per_worker": threads_per_worker})
+    configs = _check(program, inputs, ids, methods, particles, seeds, opts, where, metric, max_concurrent)
     out = ResultsFile(Path(output) / "results.jsonl") if output is not None else _Memory()
     with out:
+        try:
+            ran = sum(_run_config(program, inputs, ids, c, out, engine=where, metric=metric, seed=seed,
+                                  options=opts, top=top, max_concurrent=max_concurrent, on_record=on_record)
+                      for c in configs)
+        finally:
+            where.close()
         wanted = {c.run_id(i) for c in configs for i in ids}
-        ran = sum(_run_config(program, inputs, ids, c, out, metric=metric, lm=lm, seed=seed, options=opts,
-                              top=top, max_concurrent=max_concurrent, on_record=on_record) for c in configs)
         records = [r for r in out.previous.values() if r["id"] in wanted]
     names = metric_names_of(records)
     rows = summarise(records, configs, ids, names, seed=seed)

@@ -67,7 +67,9 @@ class RunOutcome:
         """This outcome with its result detached from the program states (see
         :meth:`~ppl.runtime.result.InferenceResult.detached`): what a worker
         process sends back."""
-        return self if self.result is None else replace(self, result=self.result.detached())
+        if self.result is None:
+            return self
+        return replace(self, result=self.result.detached())
 
     def record(self, top: int = 5) -> dict:
         """The JSON line of this run (see the module docstring)."""

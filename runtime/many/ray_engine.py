@@ -55,7 +55,7 @@ from .local import Job, plan
 from .outcome import RunOutcome
 from .ray_worker import MapWorker
 
-__all__ = ["CHUNKS_PER_WORKER", "RayMap", "map_models_ray"]
+__all__ = ["CHUNKS_PER_WORKER", "RayMap", "map_models_ray", "start_ray"]
 
 #: chunks a worker holds at once: one running, one queued behind it
 CHUNKS_PER_WORKER = 2
@@ -90,6 +90,22 @@ def _pickle_setup(ray, setup: Callable[[], Any], by_value: Sequence[str]) -> byt
     finally:
         for module in modules:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def start_ray(ray, address: str | None, num_workers: int | None, threads: int) -> bool:
+    """Initialise Ray unless it is already: join the cluster at ``address``
+    (or ``RAY_ADDRESS``, Ray's own convention), else start a local one of
+    ``num_workers * threads`` CPUs (default: every CPU). True if this call
+    initialised Ray (the caller shuts it down)."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        n = num_workers or max(1, (os.cpu_count() or 1) // threads)
+        ray.init(num_cpus=n * threads, include_dashboard=False, logging_level=logging.WARNING)
+    return True
 
 
 class _Slot:
@@ -167,15 +183,8 @@ class RayMap:
     # -- the cluster and its workers ---------------------------------------------------
     def _connect(self) -> bool:
         """Join or start Ray; fix the number of workers. True if this map started Ray."""
-        ray, started = self._ray, False
-        address = self.address or os.environ.get("RAY_ADDRESS")  # Ray's own convention
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address, logging_level=logging.WARNING)
-            else:
-                n = self.num_workers or max(1, (os.cpu_count() or 1) // self.threads)
-                ray.init(num_cpus=n * self.threads, include_dashboard=False, logging_level=logging.WARNING)
-            started = True
+        ray = self._ray
+        started = start_ray(ray, self.address, self.num_workers, self.threads)
         cpus = ray.cluster_resources().get("CPU", 0)
         if self.num_workers is None:
             self.num_workers = max(1, int(cpus // self.threads))
