@@ -4,78 +4,25 @@ What "without console errors" means here: while the page loads and its
 script runs, nothing calls ``console.error``, no exception goes uncaught, no
 promise rejection goes unhandled and no resource (the embedded plot) fails
 to load; and the page's own script runs to the end (``data-ready="1"``).
-Chromium's ``--enable-logging=stderr`` prints every console message at
-level INFO whatever its level (``console.error`` included), so its log
-cannot tell errors apart; instead the test renders a copy of the page with
-a capturing script put first in ``<head>``, which records each of those
-events in the DOM (``data-console-errors``) that ``--dump-dom`` prints.
+The page is rendered with a capturing script first in its head
+(:mod:`support.chromium`).
 Two negative controls show the check can fail: a corrupted plot and a
 script that throws.
 """
 
 from __future__ import annotations
 
-import html
 import importlib.util
-import json
-import shutil
-import subprocess
 
 import pytest
 from conftest import Lip
+from support.chromium import needs_chromium, render
 from support.toy_programs import toy_lm
 
 from ppl.evaluation import evaluate, expectation
 
-
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-needs_chromium = pytest.mark.skipif(chromium() is None,
-                                    reason="headless Chromium is not installed (Debian package chromium)")
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                       reason="the plot needs matplotlib (the plot extra)")
-
-
-#: records console.error calls, uncaught errors, failed loads and unhandled rejections in the DOM
-CAPTURE = """<script>(function () {
-  var seen = [];
-  function note(kind, text) {
-    seen.push(kind + ": " + text);
-    document.documentElement.setAttribute("data-console-errors", JSON.stringify(seen));
-  }
-  var error = console.error;
-  console.error = function () { note("console.error", Array.prototype.join.call(arguments, " ")); return error.apply(console, arguments); };
-  window.addEventListener("error", function (e) {
-    note(e.target && e.target !== window ? "failed load" : "uncaught", e.message || (e.target && e.target.tagName));
-  }, true);
-  window.addEventListener("unhandledrejection", function (e) { note("unhandled rejection", String(e.reason)); });
-})();</script>"""
-
-
-def console_errors(dom: str) -> list[str]:
-    if 'data-console-errors="' not in dom:
-        return []
-    raw = dom.split('data-console-errors="')[1].split('"')[0]
-    return json.loads(html.unescape(raw))
-
-
-def render(path, profile):
-    """Render a copy of the page at ``path`` with :data:`CAPTURE` first in its head;
-    return the DOM and the console errors recorded."""
-    page = path.read_text(encoding="utf-8")
-    assert "<head>" in page
-    probe = profile.parent / f"probe-{path.name}"
-    probe.write_text(page.replace("<head>", "<head>" + CAPTURE, 1), encoding="utf-8")
-    done = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    uncaught = [line for line in done.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
-    return done.stdout, console_errors(done.stdout) + uncaught, done.stderr
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
+from support.chromium import needs_chromium, render
 from support.toy_programs import Scored, lipogram_fn, toy_lm
 
 import ppl
@@ -52,28 +51,29 @@ def test_html_escapes_particle_text(tmp_path):
     assert "ppl inference result" in r._repr_html_() or "log Z" in r._repr_html_()
 
 
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (Debian package chromium)")
+@needs_chromium
 def test_page_renders_in_headless_chromium(tmp_path):
     r = ppl.infer(lipogram_fn(toy_lm()), method="steer", n_particles=4, expand=2, seed=1, history=True)
     path = tmp_path / "run.html"
     r.to_html(path)
-    done = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    dom = done.stdout
-    assert 'data-ready="1"' in dom, done.stderr[-2000:]
+    dom, errors, log = render(path, tmp_path / "profile")
+    assert 'data-ready="1"' in dom, log[-2000:]
     rows = dom.split('<tbody id="step-rows">')[1].split("</tbody>")[0]
     assert rows.count("<tr") == len(r.history[-1]["particles"])
     assert "<svg" in dom
-    console_errors = [l for l in done.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()]
-    assert not console_errors, console_errors
+    assert not errors, errors
+
+
+@needs_chromium
+def test_a_throwing_page_script_is_caught(tmp_path):
+    """The negative control of the check above: the same page, its script
+    made to throw, reports the error."""
+    r = ppl.infer(lipogram_fn(toy_lm()), method="steer", n_particles=2, expand=2, seed=1, history=True)
+    page = r.to_html()
+    thrower = tmp_path / "thrower.html"
+    thrower.write_text(page.replace("</body>", "<script>undefinedFunction();</script></body>", 1))
+    _, errors, _ = render(thrower, tmp_path / "profile")
+    assert any("undefinedFunction" in e for e in errors), errors
 
 
 @pytest.mark.parametrize("history", [True, False])

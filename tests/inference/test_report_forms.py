@@ -6,11 +6,10 @@ Chromium."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.chromium import needs_chromium, render
 from support.toy_programs import VOCAB, Lipogram, lipogram_fn, toy_lm
 
 import ppl
@@ -90,28 +89,14 @@ def test_page_header_names_program_model_prompt_and_settings():
     assert "<style>" in summary and "ESS last" in summary and "<svg" in summary
 
 
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _browse(path: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", *extra, path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-
-
-@pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (Debian package chromium)")
+@needs_chromium
 def test_page_shows_text_for_all_three_forms_in_chromium(tmp_path):
     for form, model in _forms().items():
         r = ppl.infer(model, method="steer", n_particles=4, expand=2, seed=1, history=True)
         path = tmp_path / f"{form}.html"
         r.to_html(path)
-        done = _browse(path, tmp_path / "profile", "--dump-dom")
-        dom = done.stdout
-        assert 'data-ready="1"' in dom, done.stderr[-2000:]
+        dom, errors, log = render(path, tmp_path / "profile")
+        assert 'data-ready="1"' in dom, log[-2000:]
         rows = dom.split('<tbody id="step-rows">')[1].split("</tbody>")[0]
         assert rows.count("<tr") == len(r.history[-1]["particles"]), form
         texts = [cell.split("</td>")[0] for cell in rows.split('<td class="text">')[1:]]
@@ -119,7 +104,6 @@ def test_page_shows_text_for_all_three_forms_in_chromium(tmp_path):
         lineage = dom.split('id="lineage-svg"')[1].split("</svg>")[0]
         assert lineage.count('class="node"') == sum(len(rec["particles"]) for rec in r.history), form
         assert 'class="cursor"' in dom and ">step</text>" in dom  # charts: axis label, current step
-        errors = [l for l in done.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()]
         assert not errors, (form, errors)
     # the middle step of the .steer run: its candidates' new letters are highlighted
     middle = json.loads(path.read_text().split('id="ppl-data">')[1].split("</script>")[0])["history"]
