@@ -36,7 +36,7 @@ from .runtime.lm import LanguageModel
 from .runtime.many import RunOutcome
 from .runtime.many.local import map_models, map_models_async
 
-__all__ = ["ENGINES", "WorkerSetup", "bind_inputs", "check_inputs", "map", "map_async"]
+__all__ = ["ENGINES", "WorkerSetup", "bind_inputs", "check_inputs", "map", "map_async", "ray_pool"]
 
 #: where the runs go: one event loop in this process, or Ray workers
 ENGINES = ("local", "ray")
@@ -105,6 +105,17 @@ def _worker_setup(program, inputs: Sequence[dict], lm) -> WorkerSetup:
 
 def _user_modules() -> list[str]:
     return [name for name in list(sys.modules) if name.startswith(USER_MODULE_PREFIX)]
+
+
+def ray_pool(program, inputs: Sequence[dict], lm, *, max_concurrent: int = 8, **workers):
+    """Ray workers for many maps of ``program`` over ``inputs`` (an
+    evaluation's configurations), each building its model from ``lm`` once:
+    a :class:`~ppl.runtime.many.ray_engine.RayPool`, checked, not started.
+    ``workers`` are ``ppl.map``'s ``num_workers``, ``address``, ``threads_per_worker``."""
+    from .runtime.many.ray_engine import RayPool
+
+    return RayPool(_worker_setup(program, inputs, lm), by_value=_user_modules(), max_concurrent=max_concurrent,
+                   **workers)
 
 
 def _dispatch(program, inputs, lm, engine: str, workers: dict, kwargs: dict, asynchronous: bool):

@@ -19,8 +19,9 @@ Runs go one at a time by default (``max_concurrent=1``): a run's counters
 count the shared passes (an overestimate of its own compute).
 
 ``engine="ray"`` (with ``num_workers``, ``address``, ``threads_per_worker``:
-``ppl.map``'s) runs every configuration's map on Ray workers, ``lm`` being
-then a zero-argument function returning the model (see :mod:`.engine`);
+``ppl.map``'s) runs every configuration's map on one pool of Ray workers,
+each loading the model once for the whole evaluation, ``lm`` being then a
+zero-argument function returning the model (see :mod:`.engine`);
 ``max_concurrent`` is then per worker. The records are those of the local
 engine: a run's seed does not depend on where it runs.
 """
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..errors import ArgumentError, PPLError
-from ..mapping import map as map_inputs
 from ..runtime.inference import lcd as _lcd  # noqa: F401 - registers the method "lcd"
 from ..runtime.inference.registry import get_method
 from ..runtime.many.local import check_settings
@@ -111,7 +111,7 @@ def _record(outcome, config: Config, input_id, metric, lm, top: int) -> dict:
 
 def _run_config(program, inputs, ids, config, out, *, engine: Engine, metric, seed, options, top,
                 max_concurrent, on_record) -> int:
-    """One ``ppl.map`` of one configuration. With one run at a time, nothing
+    """One map of one configuration (on the engine's workers, with Ray). With one run at a time, nothing
     runs between two outcomes, so the growth of the model's counters from one
     to the next is the run's own (``record["tokens_computed"]``); from a Ray
     worker, the model's growth in the run's own ``stats``."""
@@ -123,9 +123,9 @@ def _run_config(program, inputs, ids, config, out, *, engine: Engine, metric, se
     metric_lm = engine.metric_lm() if wants_lm(metric) else None
     by_run = dict(zip(run_ids, ids))
     ran = 0
-    outcomes = map_inputs(program, inputs, method=config.method, n_particles=config.n_particles,
-                          seed=seed + config.replicate, max_concurrent=max_concurrent, ids=run_ids,
-                          skip=skip, **engine.map_options(), **method_options(config.method, options))
+    outcomes = engine.outcomes(program, inputs, method=config.method, n_particles=config.n_particles,
+                               seed=seed + config.replicate, max_concurrent=max_concurrent, ids=run_ids,
+                               skip=skip, **method_options(config.method, options))
     try:
         before = engine.local_tokens()
         for outcome in outcomes:

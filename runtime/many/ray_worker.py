@@ -1,9 +1,11 @@
-"""The Ray actor of a multi-process map: one worker process, one model.
+"""The Ray actor of multi-process maps: one worker process, one model.
 
 A :class:`MapWorker` receives a pickled zero-argument ``setup`` and calls it
 once: ``setup()`` loads the language model inside the worker and returns
 ``make_model(input) -> model`` (the model's *spec* travels, never its
-weights). It then runs chunks of inputs, all in the actor's one event loop on
+weights). It then runs chunks of inputs, each chunk with its own settings
+(method, particle count, seed, options: the chunks of one map share them, an
+evaluation's maps differ), all in the actor's one event loop on
 one :class:`~ppl.runtime.scheduler.Scheduler` (cross-run batching, as
 :mod:`.local` does in one process), at most ``max_concurrent`` runs at once
 across its chunks (admitted in the order they arrive), and streams each
@@ -49,43 +51,44 @@ def _set_threads(threads: int) -> None:
 class MapWorker:
     """One worker: ``setup_blob`` (a pickled zero-argument callable returning
     ``make_model``) is unpickled and called once, with torch limited to
-    ``threads`` threads; each :meth:`run_chunk` runs its inputs with
+    ``threads`` threads; each :meth:`run_chunk` runs its inputs with its own
     ``method`` (``n_particles``, ``options``) and input ``i``'s seed
-    ``run_seed(seed, i)``."""
+    ``run_seed(seed, i)``, at most ``max_concurrent`` runs at once over every
+    chunk. ``loads`` counts the models built (1, or 0 if ``setup`` raised)."""
 
-    def __init__(self, setup_blob: bytes, threads: int, method: str, n_particles: int, seed: int,
-                 max_concurrent: int, options: dict):
-        self.threads, self.n_particles, self.seed, self.options = threads, n_particles, seed, options
-        self.max_concurrent = max_concurrent
+    def __init__(self, setup_blob: bytes, threads: int, max_concurrent: int):
+        self.threads, self.max_concurrent = threads, max_concurrent
         self.scheduler: Scheduler | None = None
         self.gate: asyncio.Semaphore | None = None
         self.error: str | None = None
         self.make_model: Any = None
+        self.loads = 0
         _set_threads(threads)
         try:
-            self.run = get_method(method).run
             self.make_model = pickle.loads(setup_blob)()
+            self.loads += 1
         except Exception as exc:  # reported by ready(): the map fails with it
             self.error = f"{type(exc).__name__}: {exc}"
         _set_threads(threads)  # again, if setup imported torch
 
     async def ready(self) -> dict:
-        """Where this worker runs, and the error its setup raised (``None`` if
-        the model is loaded)."""
-        return {"error": self.error, "pid": os.getpid(), "host": socket.gethostname()}
+        """Where this worker runs, the models it built, and the error its setup
+        raised (``None`` if the model is loaded)."""
+        return {"error": self.error, "pid": os.getpid(), "host": socket.gethostname(), "loads": self.loads}
 
-    async def run_chunk(self, jobs: list[Job]):
-        """Run ``jobs`` (an async generator, called with ``num_returns="streaming"``):
-        yield each job's detached outcome as its run finishes. Runs of every
-        chunk in flight share the scheduler and the ``max_concurrent`` gate,
-        which admits them in the order they arrived."""
+    async def run_chunk(self, jobs: list[Job], method: str, n_particles: int, seed: int, options: dict):
+        """Run ``jobs`` with ``method`` (an async generator, called with
+        ``num_returns="streaming"``): yield each job's detached outcome as its
+        run finishes. Runs of every chunk in flight share the scheduler and
+        the ``max_concurrent`` gate, which admits them in the order they arrived."""
         if self.error is not None:
             raise WorkerError(self.error)
         _set_threads(self.threads)  # the event loop's thread runs the forward passes
         if self.scheduler is None:
             self.scheduler = Scheduler()
             self.gate = asyncio.Semaphore(self.max_concurrent)
-        tasks = [asyncio.ensure_future(self._gated(job)) for job in jobs]
+        run = get_method(method).run
+        tasks = [asyncio.ensure_future(self._gated(job, run, n_particles, seed, options)) for job in jobs]
         try:
             for finished in asyncio.as_completed(tasks):
                 yield await finished
@@ -93,11 +96,10 @@ class MapWorker:
             for task in tasks:
                 task.cancel()
 
-    async def _gated(self, job: Job) -> RunOutcome:
+    async def _gated(self, job: Job, run, n_particles: int, seed: int, options: dict) -> RunOutcome:
         async with self.gate:
             try:
-                outcome = await run_one(self.run, self.make_model, job, self.seed, self.n_particles,
-                                        self.scheduler, self.options)
+                outcome = await run_one(run, self.make_model, job, seed, n_particles, self.scheduler, options)
                 return outcome.detached()
             except Exception as exc:  # never leave the chunk without this job's outcome
                 return RunOutcome(job.index, job.id, job.input, error=f"{type(exc).__name__}: {exc}")

@@ -2,8 +2,8 @@
 of a local evaluation, from Ray workers.
 
 One local Ray cluster (2 CPUs) serves the module's Python tests, as in
-``tests/many/test_map_ray.py``; every configuration of an evaluation starts
-its own workers on it. The program and the model factory come from
+``tests/many/test_map_ray.py``; every evaluation starts one pool of workers
+on it, for all its configurations, and stops them at its end. The program and the model factory come from
 ``support`` (the workers find ``tests/`` on their ``PYTHONPATH``). The last
 test, of the command line, shuts that cluster down: the command starts its
 own, once for the whole evaluation, and stops it.
@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ import ppl  # noqa: E402
 from ppl.cli import main  # noqa: E402
 from ppl.errors import ArgumentError, ModelLoadError  # noqa: E402
 from ppl.evaluation import evaluate, expectation  # noqa: E402
+from ppl.program_files import find_program  # noqa: E402
 
 TESTS = Path(__file__).resolve().parents[1]
 INPUTS = [{"prompt": p, "bonus": b} for p in ("", "a", "b") for b in (0.0, 0.5)]
@@ -210,6 +212,102 @@ def test_a_metric_that_takes_lm_on_ray_needs_a_factory(tmp_path):
             evaluate(coin, [{}], lm=lm, metric=scored, output=tmp_path / "bad", engine="ray")
         assert "\n" not in str(info.value)
     assert not (tmp_path / "bad").exists()
+
+
+COUNTED = textwrap.dedent('''
+    import os
+
+    import ppl
+
+    LOADS = {loads!r}
+
+    def make_lm():
+        """The toy model; every call appends its process's id to LOADS."""
+        with open(LOADS, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        return ppl.ToyLM(["a", "b", "e", "<eos>"],
+                         lambda p: [0.3, 0.3, 0.2, 0.2] if len(p) < 4 else [0, 0, 0, 1])
+
+    @ppl.program
+    async def lipogram(lm, prompt: str = "", banned="e"):
+        if prompt == "bad":
+            raise ValueError("no bad prompts")
+        ctx = lm.context(prompt)
+        for _ in range(3):
+            tok = await ppl.sample(ctx.next_token().where(ppl.lacks(banned)))
+            if tok.is_eos:
+                break
+        return ctx.text
+''')
+COUNTED_INPUTS = [{"prompt": p, "banned": b} for p in ("", "a", "bad") for b in ("e", "ae")]
+COUNTED_SETTINGS = dict(methods=("lcd", "steer"), particles=(1, 3), expand=2, seed=2)  # 4 configurations
+
+
+def length(input, result):
+    return {"length": expectation(len)(input, result)}
+
+
+def _counted(tmp_path):
+    """The program of ``COUNTED`` (sent by value), its model factory, and the file of its loads."""
+    loads = tmp_path / "loads.txt"
+    path = tmp_path / "counted_program.py"
+    path.write_text(COUNTED.format(loads=str(loads)))
+    _, _, program, module = find_program(f"{path}:lipogram")
+    return program, module.make_lm, loads
+
+
+def _workers_gone() -> bool:
+    """Every CPU of the module's cluster is free again: no worker of the pool is alive
+    (a killed actor's CPU comes back within moments; waited for, up to a minute)."""
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) != ray.cluster_resources().get("CPU"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_each_worker_loads_the_model_once_for_the_whole_evaluation(tmp_path, cluster):
+    """4 configurations on 2 workers: at most 2 loads, one per worker (a map
+    per configuration, each starting its workers, made at least one per
+    configuration); the records, a failing run's error record included, are
+    the local ones."""
+    program, make_lm, loads = _counted(tmp_path)
+    local = evaluate(program, COUNTED_INPUTS, lm=make_lm(), metric=length, output=tmp_path / "local",
+                     **COUNTED_SETTINGS)
+    loads.unlink()
+    on_ray = evaluate(program, COUNTED_INPUTS, lm=make_lm, metric=length, output=tmp_path / "ray", engine="ray",
+                      num_workers=2, **COUNTED_SETTINGS)
+    pids = loads.read_text().split()  # one per worker that loaded before the work was done: 1 or 2
+    assert 1 <= len(pids) == len(set(pids)) <= 2 and str(os.getpid()) not in pids
+    assert on_ray.ran == local.ran == 4 * len(COUNTED_INPUTS)
+    got, expected = records(tmp_path / "ray"), records(tmp_path / "local")
+    assert without_timing(got) == without_timing(expected)
+    errors = {k: r for k, r in got.items() if r["status"] == "error"}
+    assert len(errors) == 4 * 2 and {r["error"] for r in errors.values()} == \
+        {"lipogram raised ValueError at step 1: no bad prompts"}
+    assert ray.is_initialized() and _workers_gone()  # the workers stopped; the module's Ray kept
+
+
+def test_an_evaluation_that_raises_stops_its_workers_and_resumes(tmp_path, cluster):
+    program, make_lm, loads = _counted(tmp_path)
+    out, done = tmp_path / "stopped", []
+
+    def stop_in_the_second_configuration(record):
+        done.append(record["id"])
+        if len(done) == len(COUNTED_INPUTS) + 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate(program, COUNTED_INPUTS, lm=make_lm, metric=length, output=out, engine="ray", num_workers=2,
+                 on_record=stop_in_the_second_configuration, **COUNTED_SETTINGS)
+    first = len(loads.read_text().split())
+    assert 1 <= first <= 2 and _workers_gone()
+    ev = evaluate(program, COUNTED_INPUTS, lm=make_lm, metric=length, output=out, engine="ray", num_workers=2,
+                  **COUNTED_SETTINGS)
+    assert ev.ran == 4 * len(COUNTED_INPUTS) - len(done) and len(records(out)) == 4 * len(COUNTED_INPUTS)
+    pids = loads.read_text().split()  # at most 2 more: the second evaluation's pool
+    assert first + 1 <= len(pids) == len(set(pids)) <= first + 2 and _workers_gone()
 
 
 PROGRAM = textwrap.dedent('''
