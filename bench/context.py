@@ -107,6 +107,23 @@ def run_ours(lm, ids: list[int], N: int, K: int, n_tokens: int, seed: int = 0) -
             "copied": copied_per_pass(lm, stats), "peak_mb": peak.peak - base}
 
 
+def decode_timed(model, logits, cache, kw: str, allowed, gen, n_tokens: int) -> dict:
+    """The raw side's timed part: ``n_tokens`` masked multinomial draws for
+    every row, one ``R``-row forward pass per token through ``cache``
+    (already filled by the caller's prefills, which are not timed)."""
+    gc.collect()
+    with PeakRSS() as peak:
+        base = rss_mb()
+        t0 = time.perf_counter()
+        for i in range(n_tokens):
+            lp = torch.log_softmax(logits[:, : len(allowed)].float(), dim=-1).masked_fill(~allowed, float("-inf"))
+            tok = torch.multinomial(torch.softmax(lp, dim=-1), 1, generator=gen)
+            if i + 1 < n_tokens:
+                logits = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
+        wall = time.perf_counter() - t0
+    return {"wall": wall, "peak_mb": peak.peak - base}
+
+
 @torch.inference_mode()
 def run_raw(lm, ids: list[int], R: int, n_tokens: int, seed: int = 0) -> dict:
     """One prefill, its cache repeated to R rows, R-row decode steps (timed)."""
@@ -126,17 +143,7 @@ def run_raw(lm, ids: list[int], R: int, n_tokens: int, seed: int = 0) -> dict:
                      layer.values.expand(R, -1, -1, -1).contiguous(), i)
     logits = out.logits[:, -1].expand(R, -1)
     del one, out
-    gc.collect()
-    with PeakRSS() as peak:
-        base = rss_mb()
-        t0 = time.perf_counter()
-        for i in range(n_tokens):
-            lp = torch.log_softmax(logits[:, : len(allowed)].float(), dim=-1).masked_fill(~allowed, float("-inf"))
-            tok = torch.multinomial(torch.softmax(lp, dim=-1), 1, generator=gen)
-            if i + 1 < n_tokens:
-                logits = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
-        wall = time.perf_counter() - t0
-    return {"wall": wall, "peak_mb": peak.peak - base}
+    return decode_timed(model, logits, cache, kw, allowed, gen, n_tokens)
 
 
 def sweep(lm, args) -> str:
@@ -219,17 +226,7 @@ def run_raw_many(lm, prompts: list[list[int]], rows_per: int, n_tokens: int, see
         cache.update(torch.cat(ks), torch.cat(vs), i)
     logits = torch.cat(first)
     del keys, values, first
-    gc.collect()
-    with PeakRSS() as peak:
-        base = rss_mb()
-        t0 = time.perf_counter()
-        for i in range(n_tokens):
-            lp = torch.log_softmax(logits[:, : len(allowed)].float(), dim=-1).masked_fill(~allowed, float("-inf"))
-            tok = torch.multinomial(torch.softmax(lp, dim=-1), 1, generator=gen)
-            if i + 1 < n_tokens:
-                logits = model(input_ids=tok, use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1]
-        wall = time.perf_counter() - t0
-    return {"wall": wall, "peak_mb": peak.peak - base}
+    return decode_timed(model, logits, cache, kw, allowed, gen, n_tokens)
 
 
 def sweep_many(lm, args) -> str:

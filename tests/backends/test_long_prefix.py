@@ -11,47 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support.tiny_models import tiny_tokenizer
-
-from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 from ppl.runtime.backends.hf.cascade_attention import CascadeBatch, cascade_support
+from support.tiny_models import cached_lm, full_logprobs, gqa_model
 
 V = 300
 TOL = 2e-5  # float32 round-off of a 2-layer model (log-probs of order 10)
 
 
-def _config(kind: str, **extra):
-    from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
-
-    if kind == "gpt2":
-        return GPT2Config(vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=1024, **extra)
-    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[kind]
-    return cls(vocab_size=320, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-               num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=1024,
-               tie_word_embeddings=False, **extra)
-
-
-def tiny(kind: str = "llama", seed: int = 0, attn: str = "sdpa", **extra):
-    """A fresh tiny model of ``kind`` (GQA: 6 heads over 2 KV heads), head sharpened."""
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(kind, **extra), attn_implementation=attn).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        head = model.get_output_embeddings()
-        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.2)
-    return model
-
-
-def cached(model, **kwargs) -> CachedTransformer:
-    return CachedTransformer(model, tiny_tokenizer(), device="cpu", dtype=torch.float32, **kwargs)
-
-
-@torch.no_grad()
-def full_logprobs(model, prefix) -> np.ndarray:
-    logits = model(input_ids=torch.tensor([prefix])).logits[0, -1, :V]
-    return torch.log_softmax(logits.float(), dim=-1).numpy()
+tiny = gqa_model
+cached = cached_lm
 
 
 def particle_walk(rng, prompt, n_rows: int, steps: int):

@@ -15,13 +15,12 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from support.tiny_models import tiny_tokenizer
-
-import ppl
 from ppl.runtime.backends.hf import prefix_groups
-from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
 from ppl.runtime.backends.hf.cascade_attention import CascadeBatch
 from ppl.runtime.backends.hf.prefix_groups import Costs, partition
+from support.tiny_models import cached_lm, full_logprobs, gqa_model
+
+import ppl
 
 V = 300
 TOL = 2e-5  # float32 round-off of a 2-layer model (log-probs of order 10)
@@ -29,29 +28,10 @@ TOL = 2e-5  # float32 round-off of a 2-layer model (log-probs of order 10)
 
 def tiny(kind: str = "llama", seed: int = 0):
     """A fresh tiny model (GQA: 6 heads over 2 KV heads), head sharpened."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-
-    cls, extra = {"llama": (LlamaConfig, {}), "qwen2": (Qwen2Config, {"use_sliding_window": False})}[kind]
-    cfg = cls(vocab_size=320, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-              num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=1024,
-              tie_word_embeddings=False, **extra)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        head = model.get_output_embeddings()
-        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.2)
-    return model
+    return gqa_model(kind, seed, **({"use_sliding_window": False} if kind == "qwen2" else {}))
 
 
-def cached(model, **kwargs) -> CachedTransformer:
-    return CachedTransformer(model, tiny_tokenizer(), device="cpu", dtype=torch.float32, **kwargs)
-
-
-@torch.no_grad()
-def full_logprobs(model, prefix) -> np.ndarray:
-    logits = model(input_ids=torch.tensor([prefix])).logits[0, -1, :V]
-    return torch.log_softmax(logits.float(), dim=-1).numpy()
+cached = cached_lm
 
 
 def prompts_of(rng, lengths) -> list[tuple[int, ...]]:

@@ -179,3 +179,47 @@ def tiny_family(kind: str, seed: int = 0, vocab_size: int = 320, attn: str | Non
     model = transformers.AutoModelForCausalLM.from_config(config, **extra)
     _spread(model, seed)
     return model.eval()
+
+
+# -- tiny decoder models for the KV-cache tests (tests/backends/test_long_prefix.py, test_many_prefixes.py)
+
+TINY_VOCAB = 300  # the tokenizer's ids; the models' vocabularies are larger (padding rows)
+
+
+def _gqa_config(kind: str, **extra):
+    from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    if kind == "gpt2":
+        return GPT2Config(vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=1024, **extra)
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[kind]
+    return cls(vocab_size=320, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+               num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=1024,
+               tie_word_embeddings=False, **extra)
+
+
+def gqa_model(kind: str = "llama", seed: int = 0, attn: str = "sdpa", **extra):
+    """A fresh tiny model of ``kind`` (GQA: 6 heads over 2 KV heads; GPT-2:
+    4 heads), its output head sharpened so that prefixes differ clearly."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_gqa_config(kind, **extra), attn_implementation=attn).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        head = model.get_output_embeddings()
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.2)
+    return model
+
+
+def cached_lm(model, **kwargs):
+    """``model`` behind a CachedTransformer on the CPU in float32, with the tiny tokenizer."""
+    from ppl.runtime.backends.hf.cached_transformer import CachedTransformer
+
+    return CachedTransformer(model, tiny_tokenizer(), device="cpu", dtype=torch.float32, **kwargs)
+
+
+@torch.no_grad()
+def full_logprobs(model, prefix):
+    """Next-token log-probs after ``prefix`` from one plain forward pass (the reference)."""
+    logits = model(input_ids=torch.tensor([prefix])).logits[0, -1, :TINY_VOCAB]
+    return torch.log_softmax(logits.float(), dim=-1).numpy()
