@@ -98,8 +98,9 @@ def _holds_live_view(value: Any, depth: int = 4) -> bool:
     except Exception:
         return False
     parts = parts if isinstance(parts, tuple) else (parts,)
-    return any(_holds_live_view(p, depth - 1) for p in parts
-               for p in (p if isinstance(p, tuple) else (p,)))
+    # zip and chain reduce to a tuple of their iterators
+    inner = [q for part in parts for q in (part if isinstance(part, tuple) else (part,))]
+    return any(_holds_live_view(q, depth - 1) for q in inner)
 
 
 class _Job:
