@@ -16,9 +16,11 @@ from support.toy_programs import (
     MAX_LEN,
     Ending,
     Scored,
-    ScoredStep,
+    ScoredNested,
     ScoredToken,
+    scored_call_fn,
     scored_fn,
+    scored_nested_fn,
     toy_lm,
 )
 
@@ -86,18 +88,6 @@ program scored_step(ctx: context):
 
 
 @ppl.program
-async def scored_call_fn(lm):
-    ctx = lm.context("")
-    while True:
-        tok = await ppl.call(ScoredToken(ctx))
-        if tok.is_eos or len(ctx) == MAX_LEN:
-            text = ctx.text
-            ppl.condition("cc" not in text)
-            await ppl.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
-            return text
-
-
-@ppl.program
 async def scored_two_calls_fn(lm):
     ctx = lm.context("")
     while True:
@@ -105,20 +95,6 @@ async def scored_two_calls_fn(lm):
             tok = await ppl.call(ScoredToken(ctx))
             if tok.is_eos or len(ctx) == MAX_LEN:
                 return await ppl.call(Ending(ctx))
-
-
-@ppl.program
-async def scored_nested_fn(lm):
-    ctx = lm.context("")
-    while not await ppl.call(ScoredStep(ctx)):
-        pass
-    return ctx.text
-
-
-class ScoredNested(Scored):
-    async def step(self):
-        if await self.call(ScoredStep(self.ctx)):
-            self.finish()
 
 
 def key(particle):

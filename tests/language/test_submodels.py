@@ -16,9 +16,11 @@ from support.toy_programs import (
     MAX_LEN,
     Ending,
     Scored,
-    ScoredStep,
+    ScoredNested,
     ScoredToken,
+    scored_call_fn,
     scored_fn,
+    scored_nested_fn,
     toy_lm,
 )
 
@@ -32,14 +34,6 @@ class ScoredWithSubmodels(Scored):
         tok = await self.call(ScoredToken(self.ctx))
         if tok.is_eos or len(self.ctx) == MAX_LEN:
             await self.call(Ending(self.ctx))
-            self.finish()
-
-
-class ScoredNested(Scored):
-    """Scored, its whole step one call (with nested calls inside)."""
-
-    async def step(self):
-        if await self.call(ScoredStep(self.ctx)):
             self.finish()
 
 
@@ -64,26 +58,6 @@ async def scored_token_fn(ctx):
     tok = await ppl.sample(ctx.next_token())
     ppl.factor(0.5 * (tok.text == "a"))
     return tok
-
-
-@ppl.program
-async def scored_sub_fn(lm):
-    ctx = lm.context("")
-    while True:
-        tok = await ppl.call(ScoredToken(ctx))
-        if tok.is_eos or len(ctx) == MAX_LEN:
-            text = ctx.text  # the caller's own code after a call stays in its step
-            ppl.condition("cc" not in text)
-            await ppl.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
-            return text
-
-
-@ppl.program
-async def scored_nested_fn(lm):
-    ctx = lm.context("")
-    while not await ppl.call(ScoredStep(ctx)):
-        pass
-    return ctx.text
 
 
 @ppl.program
@@ -129,7 +103,7 @@ class ScoredProgramSub(Scored):
 
 
 FORMS = [ScoredWithSubmodels, ScoredNested, ScoredHeldSubmodel, ScoredProgramSub,
-         scored_sub_fn, scored_nested_fn, scored_program_sub_fn, scored_helper_fn]
+         scored_call_fn, scored_nested_fn, scored_program_sub_fn, scored_helper_fn]
 IDS = ["class-call", "class-nested", "class-held", "class-program-sub",
        "fn-call", "fn-nested", "fn-program-sub", "fn-plain-helper"]
 
@@ -164,7 +138,7 @@ def test_submodel_programs_equal_the_inline_program_run_for_run(form, method, op
 M = 150  # runs for the exact checks
 
 
-@pytest.mark.parametrize("form", [ScoredNested, scored_sub_fn], ids=["class-nested", "fn-call"])
+@pytest.mark.parametrize("form", [ScoredNested, scored_call_fn], ids=["class-nested", "fn-call"])
 def test_submodel_program_has_the_exact_target(form):
     """Against enumeration: Z and the posterior of Scored's target."""
     lm = toy_lm()

@@ -293,3 +293,33 @@ class ScoredStep(ppl.Submodel):
             await self.call(Ending(self.ctx))
             return True
         return False
+
+
+class ScoredNested(Scored):
+    """Scored, its whole step one call (with nested calls inside)."""
+
+    async def step(self):
+        if await self.call(ScoredStep(self.ctx)):
+            self.finish()
+
+
+@ppl.program
+async def scored_call_fn(lm):
+    """Scored as a function whose token is a submodel call."""
+    ctx = lm.context("")
+    while True:
+        tok = await ppl.call(ScoredToken(ctx))
+        if tok.is_eos or len(ctx) == MAX_LEN:
+            text = ctx.text  # the caller's own code after a call stays in its step
+            ppl.condition("cc" not in text)
+            await ppl.observe(ppl.Bernoulli(0.7), len(text) % 2 == 0)
+            return text
+
+
+@ppl.program
+async def scored_nested_fn(lm):
+    """Scored as a function whose whole step is one (nested) call."""
+    ctx = lm.context("")
+    while not await ppl.call(ScoredStep(ctx)):
+        pass
+    return ctx.text
